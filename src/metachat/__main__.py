@@ -1,0 +1,3 @@
+from metachat.cli.main import main
+
+main()

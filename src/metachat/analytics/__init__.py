@@ -1,0 +1,1 @@
+"""Analytics: per-tenant activity figures built from the event stream."""

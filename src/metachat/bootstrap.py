@@ -1,0 +1,109 @@
+"""Composition root: builds every adapter once from settings. No business logic lives here."""
+
+import base64
+import json
+import os
+import secrets
+from pathlib import Path
+
+import msgspec
+import structlog
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from metachat.database.embedded import start_embedded
+from metachat.database.engine import create_engine, libpq_url
+from metachat.eventstore.notify import Notifier
+from metachat.eventstore.postgres import PostgresEventStore
+from metachat.eventstore.registry import EventRegistry
+from metachat.settings import Secret, Settings
+from metachat.tenants import events as tenant_events
+from metachat.tenants.handlers import TenantDeps
+
+log = structlog.get_logger()
+
+
+class Deps(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the entry points hand out: built once per process, closed by `close`."""
+
+    settings: Settings
+    database_url: str
+    engine: AsyncEngine
+    registry: EventRegistry
+    notifier: Notifier
+    store: PostgresEventStore
+    tenants: TenantDeps
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+        await self.notifier.stop()
+        await self.engine.dispose()
+
+
+def build_registry() -> EventRegistry:
+    """The one registry of every event type the platform can emit."""
+    return EventRegistry([*tenant_events.EVENTS])
+
+
+def resolve_database_url(settings: Settings) -> str:
+    """The configured database, or the embedded one started on demand."""
+    if settings.database_url:
+        return settings.database_url
+    return start_embedded(settings.data_dir)
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    """Fill missing secrets outside production with throwaway ones kept in the data folder.
+
+    Production never reaches the generation branch: `load_settings` already refused to start
+    without every secret. Development keeps the generated values in `<data_dir>/dev-secrets.json`
+    so that API keys keep working across restarts, and says so in the log.
+    """
+    if settings.secret_key and settings.api_key_pepper:
+        return settings
+    if settings.is_production:
+        raise RuntimeError("production settings without secrets")  # load_settings prevents this
+    path = settings.data_dir / "dev-secrets.json"
+    stored = _read_dev_secrets(path)
+    changed = False
+    for name in ("secret_key", "api_key_pepper"):
+        if name not in stored:
+            stored[name] = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+            changed = True
+    if changed:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(stored))
+        os.chmod(path, 0o600)
+    log.warning("development_secrets_in_use", path=str(path), env=settings.env)
+    return msgspec.structs.replace(
+        settings,
+        secret_key=settings.secret_key or Secret(stored["secret_key"]),
+        api_key_pepper=settings.api_key_pepper or Secret(stored["api_key_pepper"]),
+    )
+
+
+def _read_dev_secrets(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    loaded: dict[str, str] = json.loads(path.read_text())
+    return loaded
+
+
+async def build(settings: Settings, *, database_url: str | None = None, pool_size: int = 10) -> Deps:
+    """Build the process's dependencies; start the post-commit notifier."""
+    settings = resolve_secrets(settings)
+    url = database_url or resolve_database_url(settings)
+    engine = create_engine(url, pool_size=pool_size)
+    registry = build_registry()
+    notifier = Notifier(libpq_url(url))
+    await notifier.start()
+    store = PostgresEventStore(engine, registry, notifier)
+    pepper = settings.api_key_pepper.value if settings.api_key_pepper else ""
+    return Deps(
+        settings=settings,
+        database_url=url,
+        engine=engine,
+        registry=registry,
+        notifier=notifier,
+        store=store,
+        tenants=TenantDeps(store=store, pepper=pepper),
+    )

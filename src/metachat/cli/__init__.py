@@ -1,0 +1,1 @@
+"""The `metachat` command line: run roles, migrate, manage tenants, projections and DLQs."""

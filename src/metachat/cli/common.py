@@ -1,0 +1,38 @@
+"""Helpers shared by CLI commands: settings loading with one clear error, async running."""
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import click
+
+from metachat.bootstrap import Deps, build
+from metachat.kernel.logging import configure_logging
+from metachat.settings import Settings, SettingsError, settings_from_process_env
+
+T = TypeVar("T")
+
+
+def load() -> Settings:
+    """Load settings or exit with one message naming every problem."""
+    try:
+        settings = settings_from_process_env()
+    except SettingsError as exc:
+        click.echo(f"metachat: {exc}", err=True)
+        sys.exit(2)
+    configure_logging(level=settings.log_level, json=settings.log_json)
+    return settings
+
+
+def with_deps(fn: Callable[[Deps], Awaitable[T]], *, settings: Settings | None = None) -> T:
+    """Build dependencies, run `fn` with them, and close them."""
+
+    async def go() -> T:
+        deps = await build(settings or load())
+        try:
+            return await fn(deps)
+        finally:
+            await deps.close()
+
+    return asyncio.run(go())

@@ -1,0 +1,8 @@
+"""`metachat dlq`."""
+
+import click
+
+
+@click.group("dlq")
+def group() -> None:
+    """dlq commands."""

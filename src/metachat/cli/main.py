@@ -1,0 +1,23 @@
+"""Entry point of the `metachat` console script."""
+
+import click
+
+from metachat.cli import db, dlq, projections, run, tenants
+
+
+@click.group()
+@click.version_option(package_name="metachat")
+def cli() -> None:
+    """MetaChat: multi-tenant conversational AI on an event-sourced backbone."""
+
+
+cli.add_command(db.group)
+cli.add_command(run.command)
+cli.add_command(tenants.group)
+cli.add_command(projections.group)
+cli.add_command(dlq.group)
+
+
+def main() -> None:
+    """Run the CLI."""
+    cli()

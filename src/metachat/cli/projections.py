@@ -1,0 +1,8 @@
+"""`metachat projections`."""
+
+import click
+
+
+@click.group("projections")
+def group() -> None:
+    """projections commands."""

@@ -1,0 +1,8 @@
+"""`metachat tenants`."""
+
+import click
+
+
+@click.group("tenants")
+def group() -> None:
+    """tenants commands."""

@@ -1,0 +1,1 @@
+"""Database plumbing: URLs, engines, the embedded PostgreSQL (pgserver) and migrations."""

@@ -1,0 +1,28 @@
+"""Engine creation. Every URL form libpq accepts works, socket URLs (`?host=/dir`) included."""
+
+from typing import Any
+
+from sqlalchemy import URL, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+
+def sqlalchemy_url(url: str) -> URL:
+    """Turn a libpq-style URL (postgresql://, postgres://) into a psycopg SQLAlchemy URL."""
+    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+    return parsed.set(drivername="postgresql+psycopg")
+
+
+def libpq_url(url: str) -> str:
+    """Return the plain libpq form of a URL (for psycopg connections made without SQLAlchemy)."""
+    return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def create_engine(url: str, *, pool_size: int = 10, **options: Any) -> AsyncEngine:
+    """Create the async engine for a database URL."""
+    return create_async_engine(
+        sqlalchemy_url(url),
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        **options,
+    )

@@ -1,0 +1,1 @@
+"""Shared kernel of the backbone: envelope, registry, stores, outbox relay, consumers, projections."""

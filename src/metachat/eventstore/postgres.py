@@ -1,0 +1,267 @@
+"""The PostgreSQL event store: one statement appends events and their outbox rows.
+
+Positions come from a sequence, so they are taken at insert but become visible at commit; a
+reader tailing by position could pass a lower position that commits later. `GapFreeReader`
+prevents that with a visibility fence on transaction ids (see
+architecture/decisions/0002-gap-free-reading.md).
+"""
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from psycopg import errors as pg_errors
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
+from metachat.eventstore.notify import Notifier
+from metachat.eventstore.registry import EventRegistry
+from metachat.kernel.actors import Actor
+from metachat.kernel.errors import ConcurrencyError
+from metachat.kernel.ids import uuid7
+
+# `pg_current_xact_id()` comes before `nextval()` in the select list on purpose: the executor
+# evaluates it first, so a writer owns a transaction id before it owns a position. The gap-free
+# reader's fence argument needs exactly that (a position can only be held by a transaction whose
+# id is already assigned). The WHERE clause refuses an `expected_version` ahead of the stream.
+_APPEND = text("""
+WITH ev AS (
+    INSERT INTO eventstore.events (
+        tx_id, position, event_id, tenant_id, stream_id, stream_version, type, schema_version,
+        occurred_at, correlation_id, causation_id, actor, payload)
+    SELECT pg_current_xact_id(), nextval('eventstore.events_position_seq'),
+           e.event_id, :tenant_id, :stream_id, e.stream_version, e.type, e.schema_version,
+           :occurred_at, :correlation_id, :causation_id, CAST(:actor AS jsonb),
+           CAST(e.payload AS jsonb)
+    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:versions AS integer[]),
+                CAST(:types AS text[]), CAST(:schema_versions AS integer[]),
+                CAST(:payloads AS text[]))
+         AS e(event_id, stream_version, type, schema_version, payload)
+    WHERE (SELECT coalesce(max(stream_version), 0) FROM eventstore.events
+           WHERE stream_id = :stream_id) = :expected_version
+    RETURNING position, event_id
+)
+INSERT INTO eventstore.outbox (position) SELECT position FROM ev
+RETURNING position
+""")
+
+_COLUMNS = """position, event_id, tenant_id, stream_id, stream_version, type, schema_version,
+    occurred_at, correlation_id, causation_id, actor, payload"""
+
+_READ_STREAM = text(
+    f"SELECT {_COLUMNS} FROM eventstore.events WHERE stream_id = :stream_id ORDER BY stream_version"
+)
+
+# One statement, hence one snapshot: the rows and the snapshot bounds agree.
+_READ_PAGE = text(f"""
+SELECT pg_snapshot_xmin(s.snap)::text::bigint AS xmin,
+       pg_snapshot_xmax(s.snap)::text::bigint AS xmax,
+       e.*
+FROM (SELECT pg_current_snapshot() AS snap) AS s
+LEFT JOIN LATERAL (
+    SELECT {_COLUMNS} FROM eventstore.events
+    WHERE position > :after ORDER BY position LIMIT :limit
+) AS e ON true
+""")
+
+_actor_encoder = msgspec.json.Encoder()
+
+
+def envelope_from_row(row: Any) -> Envelope:
+    """Build an envelope from an events-table row."""
+    actor = row.actor if isinstance(row.actor, dict) else msgspec.json.decode(row.actor)
+    return Envelope(
+        event_id=row.event_id,
+        type=row.type,
+        schema_version=row.schema_version,
+        tenant_id=row.tenant_id,
+        stream_id=row.stream_id,
+        stream_version=row.stream_version,
+        position=row.position,
+        occurred_at=row.occurred_at,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        actor=Actor(kind=actor["kind"], id=actor["id"]),
+        payload=row.payload,
+    )
+
+
+class GapFreeReader:
+    """Reads the global order without ever skipping a position that may still commit.
+
+    A missing position below a visible one is held by a transaction that is running, or it is
+    dead (rolled back, or burnt by a failed insert). When a gap is first seen, the snapshot's
+    `xmax` becomes the fence: every transaction that could hold a position below the highest
+    one seen has an id below it. Once the oldest running transaction (`xmin`) reaches the
+    fence, those transactions have all ended and anything still missing below that highest
+    position is dead. No wall clock is involved, so a slow writer is never skipped.
+    """
+
+    def __init__(self, store: "PostgresEventStore") -> None:
+        self._store = store
+        self._fence: int | None = None
+        self._covered = 0
+        self.held_at: int | None = None
+        """The first missing position the reader is waiting for, if any (R2's mark)."""
+
+    async def read(self, *, after: int, limit: int, conn: AsyncConnection | None = None) -> list[Recorded]:
+        """Return the next events after `after` that are safe to deliver, in position order."""
+        if conn is None:
+            async with self._store.engine.connect() as own:
+                return await self.read(after=after, limit=limit, conn=own)
+        rows = (await conn.execute(_READ_PAGE, {"after": after, "limit": limit})).all()
+        xmin, xmax = rows[0].xmin, rows[0].xmax
+        page = [row for row in rows if row.position is not None]
+        dead_up_to = self._covered if self._fence is not None and xmin >= self._fence else after
+        delivered: list[Any] = []
+        expected = after + 1
+        for row in page:
+            if row.position != expected and row.position - 1 > dead_up_to:
+                self.held_at = expected
+                if self._fence is None or xmin >= self._fence:
+                    self._fence, self._covered = xmax, page[-1].position
+                break
+            delivered.append(row)
+            expected = row.position + 1
+        else:
+            self.held_at = None
+        if self._fence is not None and xmin >= self._fence and expected > self._covered:
+            self._fence = None
+        return [self._store.decode_row(row) for row in delivered]
+
+
+class PostgresEventStore:
+    """The event store on PostgreSQL; events and outbox rows in one transaction, one statement."""
+
+    def __init__(
+        self, engine: AsyncEngine, registry: EventRegistry, notifier: Notifier | None = None
+    ) -> None:
+        self.engine = engine
+        self.registry = registry
+        self.notifier = notifier
+
+    async def append(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        metadata: Metadata,
+        conn: AsyncConnection | None = None,
+    ) -> list[Recorded]:
+        """Append events after `expected_version`; raise ConcurrencyError if another writer won.
+
+        With `conn`, the append joins the caller's transaction (and the caller commits); without
+        it, the append commits on its own and pokes the relay.
+        """
+        if not events:
+            return []
+        if conn is None:
+            async with self.engine.begin() as own:
+                recorded = await self.append(
+                    stream_id, events, expected_version=expected_version, metadata=metadata, conn=own
+                )
+            self.committed()
+            return recorded
+        occurred_at = datetime.now(UTC)
+        event_ids = [uuid7() for _ in events]
+        params = {
+            "tenant_id": metadata.tenant_id,
+            "stream_id": stream_id,
+            "expected_version": expected_version,
+            "occurred_at": occurred_at,
+            "correlation_id": metadata.correlation_id,
+            "causation_id": metadata.causation_id,
+            "actor": _actor_encoder.encode(metadata.actor).decode(),
+            "event_ids": event_ids,
+            "versions": [expected_version + i for i in range(1, len(events) + 1)],
+            "types": [type(e).type for e in events],
+            "schema_versions": [type(e).version for e in events],
+            "payloads": [self.registry.encode(e).decode() for e in events],
+        }
+        try:
+            async with conn.begin_nested():
+                result = await conn.execute(_APPEND, params)
+                positions = sorted(row.position for row in result)
+        except IntegrityError as exc:
+            if isinstance(exc.orig, pg_errors.UniqueViolation):
+                raise self._conflict(stream_id, expected_version) from exc
+            raise
+        if len(positions) != len(events):
+            raise self._conflict(stream_id, expected_version)
+        return [
+            Recorded(
+                envelope=Envelope(
+                    event_id=event_id,
+                    type=type(event).type,
+                    schema_version=type(event).version,
+                    tenant_id=metadata.tenant_id,
+                    stream_id=stream_id,
+                    stream_version=expected_version + offset,
+                    position=position,
+                    occurred_at=occurred_at,
+                    correlation_id=metadata.correlation_id,
+                    causation_id=metadata.causation_id,
+                    actor=metadata.actor,
+                    payload=self.registry.to_builtins(event),
+                ),
+                event=event,
+            )
+            for offset, (event_id, event, position) in enumerate(
+                zip(event_ids, events, positions, strict=True), start=1
+            )
+        ]
+
+    def committed(self) -> None:
+        """Tell the relay that a transaction with events committed (a hint, never a guarantee)."""
+        if self.notifier is not None:
+            self.notifier.poke()
+
+    @staticmethod
+    def _conflict(stream_id: str, expected_version: int) -> ConcurrencyError:
+        return ConcurrencyError(
+            f"stream {stream_id} has moved past version {expected_version}",
+            stream_id=stream_id,
+            expected_version=expected_version,
+        )
+
+    def decode_row(self, row: Any) -> Recorded:
+        """Decode an events-table row, upcasting its payload to the current version."""
+        envelope = envelope_from_row(row)
+        event = self.registry.decode(envelope.type, envelope.schema_version, envelope.payload)
+        return Recorded(envelope=envelope, event=event)
+
+    async def read_stream(self, stream_id: str, *, conn: AsyncConnection | None = None) -> list[Recorded]:
+        """Return every event of a stream in version order, upcast to current versions."""
+        if conn is None:
+            async with self.engine.connect() as own:
+                return await self.read_stream(stream_id, conn=own)
+        rows = (await conn.execute(_READ_STREAM, {"stream_id": stream_id})).all()
+        return [self.decode_row(row) for row in rows]
+
+    def reader(self) -> GapFreeReader:
+        """Return a stateful gap-free reader for one subscriber (projection, catch-up, rebuild)."""
+        return GapFreeReader(self)
+
+    async def read_all(self, *, after: int, limit: int) -> list[Recorded]:
+        """Return committed events after `after`, gap-free, retrying once past dead gaps."""
+        reader = self.reader()
+        page = await reader.read(after=after, limit=limit)
+        if reader.held_at is not None:
+            page += await reader.read(after=page[-1].envelope.position if page else after, limit=limit - len(page))
+        return page
+
+    async def last_position(self) -> int:
+        """Return the highest committed position (0 when empty)."""
+        async with self.engine.connect() as conn:
+            value = await conn.scalar(text("SELECT coalesce(max(position), 0) FROM eventstore.events"))
+        return int(value or 0)
+
+
+def new_correlation_id() -> uuid.UUID:
+    """Return a fresh correlation id for a change that starts here."""
+    return uuid7()

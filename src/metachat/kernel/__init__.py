@@ -1,0 +1,1 @@
+"""Shared kernel: ids, clock, errors, actors and logging. Pure; no I/O libraries."""

@@ -1,0 +1,49 @@
+"""Events of the tenants context (public contract)."""
+
+import uuid
+from datetime import datetime
+
+from metachat.eventstore.envelope import Event
+
+
+class TenantCreated(Event, frozen=True, kw_only=True):
+    """A business joined the platform."""
+
+    type = "tenants.tenant_created"
+    version = 1
+    tenant_id: uuid.UUID
+    name: str
+
+
+class TenantRenamed(Event, frozen=True, kw_only=True):
+    """A tenant changed its display name."""
+
+    type = "tenants.tenant_renamed"
+    version = 1
+    name: str
+
+
+class ApiKeyIssued(Event, frozen=True, kw_only=True):
+    """An API key was created; only its prefix and last four characters are recorded."""
+
+    type = "tenants.api_key_issued"
+    version = 1
+    key_id: uuid.UUID
+    name: str
+    prefix: str
+    last_four: str
+    scopes: list[str]
+    expires_at: datetime | None = None
+    replaces: uuid.UUID | None = None
+
+
+class ApiKeyRevoked(Event, frozen=True, kw_only=True):
+    """An API key stopped working, for good."""
+
+    type = "tenants.api_key_revoked"
+    version = 1
+    key_id: uuid.UUID
+    reason: str
+
+
+EVENTS: tuple[type[Event], ...] = (TenantCreated, TenantRenamed, ApiKeyIssued, ApiKeyRevoked)

@@ -1,0 +1,1 @@
+"""Worker roles: relay, projector and broker consumers (FastStream)."""
