@@ -17,6 +17,12 @@ def libpq_url(url: str) -> str:
     return sqlalchemy_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+# A transaction left idle holds its reserved event positions and with them every reader's mark
+# (R2); the server ends such a session after this long, so an abandoned writer cannot stall the
+# projections and the relay forever. Real transactions here last milliseconds.
+IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
+
+
 def create_engine(url: str, *, pool_size: int = 10, **options: Any) -> AsyncEngine:
     """Create the async engine for a database URL."""
     return create_async_engine(
@@ -24,5 +30,8 @@ def create_engine(url: str, *, pool_size: int = 10, **options: Any) -> AsyncEngi
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
+        connect_args={
+            "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+        },
         **options,
     )

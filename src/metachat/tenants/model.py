@@ -70,6 +70,8 @@ def decide(state: TenantState, command: Command) -> list[Event]:  # noqa: C901 -
 
 
 def _issue(state: TenantState, command: IssueApiKey) -> list[Event]:
+    if command.key_id in state.keys:
+        raise ConflictError("an API key with this id already exists", key_id=str(command.key_id))
     unknown = sorted(set(command.scopes) - set(SCOPES))
     if unknown or not command.scopes:
         raise ValidationError(f"unknown or empty scopes: {unknown}", field="scopes")

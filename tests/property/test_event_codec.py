@@ -1,0 +1,46 @@
+"""Every registered event round-trips the codec; every events.py class is registered."""
+
+import importlib
+import inspect
+import pkgutil
+
+import msgspec
+from hypothesis import given, strategies as st
+
+import metachat
+from metachat.bootstrap import build_registry
+from metachat.eventstore.envelope import Event
+
+REGISTRY = build_registry()
+
+
+def _all_event_classes() -> set[type[Event]]:
+    found: set[type[Event]] = set()
+    for info in pkgutil.walk_packages(metachat.__path__, "metachat."):
+        if info.name.endswith(".events"):
+            module = importlib.import_module(info.name)
+            found |= {
+                obj for _, obj in inspect.getmembers(module, inspect.isclass)
+                if issubclass(obj, Event) and obj is not Event and obj.__module__ == module.__name__
+            }
+    return found
+
+
+def test_every_event_class_is_registered() -> None:
+    classes = _all_event_classes()
+    assert classes, "no events found"
+    assert classes <= set(REGISTRY)
+
+
+def test_type_names_are_dotted_and_unique() -> None:
+    names = [cls.type for cls in REGISTRY]
+    assert len(names) == len(set(names))
+    assert all(name.count(".") == 1 and name == name.lower() for name in names)
+
+
+@given(st.data())
+def test_every_registered_event_round_trips(data: st.DataObject) -> None:
+    for cls in REGISTRY:
+        event = data.draw(st.from_type(cls))
+        wire = msgspec.json.decode(REGISTRY.encode(event))
+        assert REGISTRY.decode(cls.type, cls.version, wire) == event
