@@ -1,7 +1,7 @@
 """Write (or check) architecture/events.md, the event catalogue, from the event registry.
 
-    uv run python scripts/event_catalogue.py          # rewrite the file
-    uv run python scripts/event_catalogue.py --check  # exit 1 if the file is out of date
+uv run python scripts/event_catalogue.py          # rewrite the file
+uv run python scripts/event_catalogue.py --check  # exit 1 if the file is out of date
 """
 
 import sys
@@ -27,7 +27,8 @@ routing key `<tenant id>.<type>`.
 
 def _fields(cls: type) -> str:
     info = msgspec.inspect.type_info(cls)
-    assert isinstance(info, msgspec.inspect.StructType)
+    if not isinstance(info, msgspec.inspect.StructType):
+        raise TypeError(f"{cls} is not a Struct")
     parts = []
     for field in info.fields:
         kind = type(field.type).__name__.removesuffix("Type").lower()

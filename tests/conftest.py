@@ -14,15 +14,17 @@ from pathlib import Path
 import psycopg
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck, settings as hypothesis_settings
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 
 from metachat.bootstrap import Deps, build
 from metachat.database import migrate
 from metachat.database.engine import libpq_url
 from metachat.settings import AmqpSettings, RelaySettings, Secret, Settings
 
-hypothesis_settings.register_profile("ci", max_examples=100, deadline=None,
-                                     suppress_health_check=[HealthCheck.too_slow])
+hypothesis_settings.register_profile(
+    "ci", max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 hypothesis_settings.register_profile("dev", max_examples=30, deadline=None)
 hypothesis_settings.load_profile(os.environ.get("MC_HYPOTHESIS_PROFILE", "dev"))
 
@@ -36,7 +38,7 @@ def _start_pgserver() -> str:
 
     data = Path(os.environ.get("MC_TEST_PG_DIR", REPO / ".metachat" / "test-pg")).resolve()
     data.parent.mkdir(parents=True, exist_ok=True)
-    return str(pgserver.get_server(str(data), cleanup_mode=None).get_uri())
+    return str(pgserver.get_server(str(data), cleanup_mode=None).get_uri())  # type: ignore[attr-defined]
 
 
 @pytest.fixture(scope="session")
@@ -47,7 +49,12 @@ def pg_admin_url() -> str:
 def _with_database(url: str, name: str) -> str:
     from metachat.database.engine import sqlalchemy_url
 
-    return sqlalchemy_url(url).set(database=name).set(drivername="postgresql").render_as_string(hide_password=False)
+    return (
+        sqlalchemy_url(url)
+        .set(database=name)
+        .set(drivername="postgresql")
+        .render_as_string(hide_password=False)
+    )
 
 
 @pytest.fixture(scope="session")

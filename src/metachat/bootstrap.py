@@ -2,7 +2,6 @@
 
 import base64
 import json
-import os
 import secrets
 from pathlib import Path
 
@@ -72,7 +71,7 @@ def resolve_secrets(settings: Settings) -> Settings:
     if changed:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(stored))
-        os.chmod(path, 0o600)
+        path.chmod(0o600)
     log.warning("development_secrets_in_use", path=str(path), env=settings.env)
     return msgspec.structs.replace(
         settings,
@@ -88,7 +87,9 @@ def _read_dev_secrets(path: Path) -> dict[str, str]:
     return loaded
 
 
-async def build(settings: Settings, *, database_url: str | None = None, pool_size: int = 10) -> Deps:
+async def build(
+    settings: Settings, *, database_url: str | None = None, pool_size: int = 10
+) -> Deps:
     """Build the process's dependencies; start the post-commit notifier."""
     settings = resolve_secrets(settings)
     url = database_url or resolve_database_url(settings)

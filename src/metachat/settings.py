@@ -183,7 +183,7 @@ _FIELDS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
 
 
 def load_settings(environ: Mapping[str, str]) -> Settings:
-    """Build validated settings from an environment mapping; raise SettingsError listing all problems."""
+    """Build validated settings from an environment mapping, or raise one SettingsError."""
     problems: list[str] = []
     top: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}

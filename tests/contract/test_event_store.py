@@ -8,10 +8,10 @@ import pytest
 import pytest_asyncio
 
 from metachat.bootstrap import build_registry
+from metachat.database.engine import create_engine
 from metachat.eventstore.envelope import Metadata
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.store import EventStore, InMemoryEventStore
-from metachat.database.engine import create_engine
 from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError
 from metachat.kernel.ids import uuid7
@@ -36,14 +36,19 @@ async def _tenant_metadata(store: EventStore) -> Metadata:
         async with store.engine.begin() as conn:
             from sqlalchemy import text
 
-            await conn.execute(text("INSERT INTO tenants.tenant_ids (tenant_id) VALUES (:t)"), {"t": tenant_id})
+            await conn.execute(
+                text("INSERT INTO tenants.tenant_ids (tenant_id) VALUES (:t)"), {"t": tenant_id}
+            )
     return Metadata(tenant_id=tenant_id, actor=Actor.system(), correlation_id=uuid7())
 
 
 class TestAppend:
     async def test_appends_and_reads_back_in_order(self, store: EventStore) -> None:
         meta = await _tenant_metadata(store)
-        events = [TenantCreated(tenant_id=meta.tenant_id, name="Acme"), TenantRenamed(name="Acme 2")]
+        events = [
+            TenantCreated(tenant_id=meta.tenant_id, name="Acme"),
+            TenantRenamed(name="Acme 2"),
+        ]
         recorded = await store.append("s-1", events, expected_version=0, metadata=meta)
         assert [r.envelope.stream_version for r in recorded] == [1, 2]
         back = await store.read_stream("s-1")
@@ -67,7 +72,10 @@ class TestAppend:
     async def test_concurrent_appends_exactly_one_wins(self, store: EventStore) -> None:
         meta = await _tenant_metadata(store)
         results = await asyncio.gather(
-            *(store.append("s-4", [TenantRenamed(name=str(i))], expected_version=0, metadata=meta) for i in range(8)),
+            *(
+                store.append("s-4", [TenantRenamed(name=str(i))], expected_version=0, metadata=meta)
+                for i in range(8)
+            ),
             return_exceptions=True,
         )
         assert sum(not isinstance(r, BaseException) for r in results) == 1
@@ -78,7 +86,9 @@ class TestAppend:
         meta = await _tenant_metadata(store)
         start = await store.last_position()
         for i in range(5):
-            await store.append(f"s-5-{i}", [TenantRenamed(name=str(i))], expected_version=0, metadata=meta)
+            await store.append(
+                f"s-5-{i}", [TenantRenamed(name=str(i))], expected_version=0, metadata=meta
+            )
         page = await store.read_all(after=start, limit=100)
         assert [r.event for r in page] == [TenantRenamed(name=str(i)) for i in range(5)]
         positions = [r.envelope.position for r in page]

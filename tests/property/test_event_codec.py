@@ -5,7 +5,8 @@ import inspect
 import pkgutil
 
 import msgspec
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 import metachat
 from metachat.bootstrap import build_registry
@@ -20,7 +21,8 @@ def _all_event_classes() -> set[type[Event]]:
         if info.name.endswith(".events"):
             module = importlib.import_module(info.name)
             found |= {
-                obj for _, obj in inspect.getmembers(module, inspect.isclass)
+                obj
+                for _, obj in inspect.getmembers(module, inspect.isclass)
                 if issubclass(obj, Event) and obj is not Event and obj.__module__ == module.__name__
             }
     return found

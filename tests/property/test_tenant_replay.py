@@ -2,7 +2,8 @@
 
 import uuid
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from metachat.bootstrap import build_registry
 from metachat.eventstore.envelope import Event, Metadata
@@ -17,10 +18,17 @@ KEY_IDS = [uuid.UUID(int=i) for i in range(1, 6)]
 
 commands = st.one_of(
     st.builds(RenameTenant, name=st.text(min_size=0, max_size=20)),
-    st.builds(lambda k, s: issue_key(k, scopes=tuple(s)), st.sampled_from(KEY_IDS),
-              st.lists(st.sampled_from(SCOPES), min_size=1, max_size=3)),
+    st.builds(
+        lambda k, s: issue_key(k, scopes=tuple(s)),
+        st.sampled_from(KEY_IDS),
+        st.lists(st.sampled_from(SCOPES), min_size=1, max_size=3),
+    ),
     st.builds(lambda k: RevokeApiKey(key_id=k), st.sampled_from(KEY_IDS)),
-    st.builds(lambda k, old: issue_key(k, replaces=old), st.sampled_from(KEY_IDS), st.sampled_from(KEY_IDS)),
+    st.builds(
+        lambda k, old: issue_key(k, replaces=old),
+        st.sampled_from(KEY_IDS),
+        st.sampled_from(KEY_IDS),
+    ),
 )
 
 

@@ -43,7 +43,9 @@ class Notifier:
     async def _run(self) -> None:
         while True:
             try:
-                async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+                async with await psycopg.AsyncConnection.connect(
+                    self._url, autocommit=True
+                ) as conn:
                     while True:
                         await self._wanted.wait()
                         self._wanted.clear()

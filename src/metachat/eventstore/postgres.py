@@ -108,7 +108,9 @@ class GapFreeReader:
         self.held_at: int | None = None
         """The first missing position the reader is waiting for, if any (R2's mark)."""
 
-    async def read(self, *, after: int, limit: int, conn: AsyncConnection | None = None) -> list[Recorded]:
+    async def read(
+        self, *, after: int, limit: int, conn: AsyncConnection | None = None
+    ) -> list[Recorded]:
         """Return the next events after `after` that are safe to deliver, in position order."""
         if conn is None:
             async with self._store.engine.connect() as own:
@@ -163,7 +165,11 @@ class PostgresEventStore:
         if conn is None:
             async with self.engine.begin() as own:
                 recorded = await self.append(
-                    stream_id, events, expected_version=expected_version, metadata=metadata, conn=own
+                    stream_id,
+                    events,
+                    expected_version=expected_version,
+                    metadata=metadata,
+                    conn=own,
                 )
             self.committed()
             return recorded
@@ -235,7 +241,9 @@ class PostgresEventStore:
         event = self.registry.decode(envelope.type, envelope.schema_version, envelope.payload)
         return Recorded(envelope=envelope, event=event)
 
-    async def read_stream(self, stream_id: str, *, conn: AsyncConnection | None = None) -> list[Recorded]:
+    async def read_stream(
+        self, stream_id: str, *, conn: AsyncConnection | None = None
+    ) -> list[Recorded]:
         """Return every event of a stream in version order, upcast to current versions."""
         if conn is None:
             async with self.engine.connect() as own:
@@ -252,13 +260,17 @@ class PostgresEventStore:
         reader = self.reader()
         page = await reader.read(after=after, limit=limit)
         if reader.held_at is not None:
-            page += await reader.read(after=page[-1].envelope.position if page else after, limit=limit - len(page))
+            page += await reader.read(
+                after=page[-1].envelope.position if page else after, limit=limit - len(page)
+            )
         return page
 
     async def last_position(self) -> int:
         """Return the highest committed position (0 when empty)."""
         async with self.engine.connect() as conn:
-            value = await conn.scalar(text("SELECT coalesce(max(position), 0) FROM eventstore.events"))
+            value = await conn.scalar(
+                text("SELECT coalesce(max(position), 0) FROM eventstore.events")
+            )
         return int(value or 0)
 
 

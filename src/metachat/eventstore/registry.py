@@ -1,4 +1,4 @@
-"""The single registry mapping stable type names to event Structs, with upcasters for old versions."""
+"""The single registry: stable type names to event Structs, with upcasters for old versions."""
 
 from collections.abc import Callable, Iterable
 from typing import Any

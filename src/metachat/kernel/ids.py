@@ -8,6 +8,7 @@ import uuid
 _lock = threading.Lock()
 _last_ms = 0
 _counter = 0
+_COUNTER_MAX = 0xFFF
 
 
 def uuid7() -> uuid.UUID:
@@ -21,7 +22,7 @@ def uuid7() -> uuid.UUID:
         now_ms = time.time_ns() // 1_000_000
         if now_ms <= _last_ms:
             _counter += 1
-            if _counter > 0xFFF:  # counter overflow: borrow the next millisecond
+            if _counter > _COUNTER_MAX:  # overflow: borrow the next millisecond
                 _last_ms += 1
                 _counter = 0
             now_ms = _last_ms

@@ -6,7 +6,7 @@ emitted while handling an HTTP request, relaying an event or consuming one carri
 
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, MutableMapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -15,7 +15,7 @@ import structlog
 _SECRET_KEYS = frozenset({"password", "api_key", "secret", "token", "authorization", "key"})
 
 
-def _redact(_: Any, __: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def _redact(_: Any, __: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """Replace the value of any field whose name says it holds a secret."""
     for key in list(event_dict):
         if key.lower() in _SECRET_KEYS:

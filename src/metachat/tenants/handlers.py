@@ -64,12 +64,16 @@ async def _with_retry(attempt: Callable[[], Awaitable[T]]) -> T:
     raise AssertionError("unreachable")
 
 
-async def _load(conn: AsyncConnection, store: PostgresEventStore, tenant_id: uuid.UUID) -> tuple[model.TenantState, int]:
+async def _load(
+    conn: AsyncConnection, store: PostgresEventStore, tenant_id: uuid.UUID
+) -> tuple[model.TenantState, int]:
     recorded = await store.read_stream(model.stream_id(tenant_id), conn=conn)
     return model.replay([r.event for r in recorded]), len(recorded)
 
 
-async def _index_keys(conn: AsyncConnection, recorded: list[Recorded], key_hashes: dict[uuid.UUID, bytes]) -> None:
+async def _index_keys(
+    conn: AsyncConnection, recorded: list[Recorded], key_hashes: dict[uuid.UUID, bytes]
+) -> None:
     """Keep the key index in step with the key events, in the same transaction."""
     for item in recorded:
         event, env = item.event, item.envelope
@@ -78,26 +82,50 @@ async def _index_keys(conn: AsyncConnection, recorded: list[Recorded], key_hashe
                 text("""INSERT INTO tenants.api_keys (tenant_id, key_id, prefix, key_hash, name,
                         scopes, last_four, created_at, expires_at)
                         VALUES (:t, :k, :p, :h, :n, :s, :l, :c, :e)"""),
-                {"t": env.tenant_id, "k": event.key_id, "p": event.prefix, "h": key_hashes[event.key_id],
-                 "n": event.name, "s": event.scopes, "l": event.last_four, "c": env.occurred_at,
-                 "e": event.expires_at},
+                {
+                    "t": env.tenant_id,
+                    "k": event.key_id,
+                    "p": event.prefix,
+                    "h": key_hashes[event.key_id],
+                    "n": event.name,
+                    "s": event.scopes,
+                    "l": event.last_four,
+                    "c": env.occurred_at,
+                    "e": event.expires_at,
+                },
             )
         elif isinstance(event, ApiKeyRevoked):
             await conn.execute(
-                text("UPDATE tenants.api_keys SET revoked_at = :at WHERE tenant_id = :t AND key_id = :k"),
+                text(
+                    "UPDATE tenants.api_keys SET revoked_at = :at"
+                    " WHERE tenant_id = :t AND key_id = :k"
+                ),
                 {"at": env.occurred_at, "t": env.tenant_id, "k": event.key_id},
             )
 
 
-def _new_key_command(name: str, scopes: tuple[str, ...], expires_at: datetime | None,
-                     replaces: uuid.UUID | None = None) -> tuple[IssueApiKey, keys.KeyMaterial]:
+def _new_key_command(
+    name: str,
+    scopes: tuple[str, ...],
+    expires_at: datetime | None,
+    replaces: uuid.UUID | None = None,
+) -> tuple[IssueApiKey, keys.KeyMaterial]:
     material = keys.generate()
-    command = IssueApiKey(key_id=uuid7(), name=name, prefix=material.prefix, last_four=material.last_four,
-                          scopes=scopes, expires_at=expires_at, replaces=replaces)
+    command = IssueApiKey(
+        key_id=uuid7(),
+        name=name,
+        prefix=material.prefix,
+        last_four=material.last_four,
+        scopes=scopes,
+        expires_at=expires_at,
+        replaces=replaces,
+    )
     return command, material
 
 
-async def create_tenant(name: str, *, deps: TenantDeps, actor: Actor, correlation_id: uuid.UUID) -> IssuedKey:
+async def create_tenant(
+    name: str, *, deps: TenantDeps, actor: Actor, correlation_id: uuid.UUID
+) -> IssuedKey:
     """Create a tenant with a first API key holding every scope."""
     tenant_id = uuid7()
     create = CreateTenant(tenant_id=tenant_id, name=name)
@@ -107,24 +135,46 @@ async def create_tenant(name: str, *, deps: TenantDeps, actor: Actor, correlatio
     events += model.decide(state, issue)
     metadata = Metadata(tenant_id=tenant_id, actor=actor, correlation_id=correlation_id)
     async with deps.store.engine.begin() as conn:
-        await conn.execute(text("INSERT INTO tenants.tenant_ids (tenant_id) VALUES (:t)"), {"t": tenant_id})
-        recorded = await deps.store.append(model.stream_id(tenant_id), events, expected_version=0,
-                                           metadata=metadata, conn=conn)
-        await _index_keys(conn, recorded, {issue.key_id: keys.digest(material.plaintext, pepper=deps.pepper)})
+        await conn.execute(
+            text("INSERT INTO tenants.tenant_ids (tenant_id) VALUES (:t)"), {"t": tenant_id}
+        )
+        recorded = await deps.store.append(
+            model.stream_id(tenant_id), events, expected_version=0, metadata=metadata, conn=conn
+        )
+        await _index_keys(
+            conn, recorded, {issue.key_id: keys.digest(material.plaintext, pepper=deps.pepper)}
+        )
     deps.store.committed()
-    return IssuedKey(tenant_id=tenant_id, key_id=issue.key_id, api_key=material.plaintext,
-                     name=issue.name, scopes=list(issue.scopes))
+    return IssuedKey(
+        tenant_id=tenant_id,
+        key_id=issue.key_id,
+        api_key=material.plaintext,
+        name=issue.name,
+        scopes=list(issue.scopes),
+    )
 
 
-async def _execute(deps: TenantDeps, tenant_id: uuid.UUID, command: model.Command, *, actor: Actor,
-                   correlation_id: uuid.UUID, key_hashes: dict[uuid.UUID, bytes] | None = None) -> list[Recorded]:
+async def _execute(
+    deps: TenantDeps,
+    tenant_id: uuid.UUID,
+    command: model.Command,
+    *,
+    actor: Actor,
+    correlation_id: uuid.UUID,
+    key_hashes: dict[uuid.UUID, bytes] | None = None,
+) -> list[Recorded]:
     async def attempt() -> list[Recorded]:
         async with deps.store.engine.begin() as conn:
             state, version = await _load(conn, deps.store, tenant_id)
             events = model.decide(state, command)
             metadata = Metadata(tenant_id=tenant_id, actor=actor, correlation_id=correlation_id)
-            recorded = await deps.store.append(model.stream_id(tenant_id), events,
-                                               expected_version=version, metadata=metadata, conn=conn)
+            recorded = await deps.store.append(
+                model.stream_id(tenant_id),
+                events,
+                expected_version=version,
+                metadata=metadata,
+                conn=conn,
+            )
             await _index_keys(conn, recorded, key_hashes or {})
         deps.store.committed()
         return recorded
@@ -132,43 +182,99 @@ async def _execute(deps: TenantDeps, tenant_id: uuid.UUID, command: model.Comman
     return await _with_retry(attempt)
 
 
-async def issue_api_key(tenant_id: uuid.UUID, *, name: str, scopes: tuple[str, ...] = SCOPES,
-                        expires_at: datetime | None = None, deps: TenantDeps, actor: Actor,
-                        correlation_id: uuid.UUID) -> IssuedKey:
+async def issue_api_key(
+    tenant_id: uuid.UUID,
+    *,
+    name: str,
+    scopes: tuple[str, ...] = SCOPES,
+    expires_at: datetime | None = None,
+    deps: TenantDeps,
+    actor: Actor,
+    correlation_id: uuid.UUID,
+) -> IssuedKey:
     """Create an API key; the plaintext is returned once and never stored."""
     command, material = _new_key_command(name, scopes, expires_at)
-    await _execute(deps, tenant_id, command, actor=actor, correlation_id=correlation_id,
-                   key_hashes={command.key_id: keys.digest(material.plaintext, pepper=deps.pepper)})
-    return IssuedKey(tenant_id=tenant_id, key_id=command.key_id, api_key=material.plaintext,
-                     name=command.name, scopes=sorted(set(scopes)), expires_at=expires_at)
+    await _execute(
+        deps,
+        tenant_id,
+        command,
+        actor=actor,
+        correlation_id=correlation_id,
+        key_hashes={command.key_id: keys.digest(material.plaintext, pepper=deps.pepper)},
+    )
+    return IssuedKey(
+        tenant_id=tenant_id,
+        key_id=command.key_id,
+        api_key=material.plaintext,
+        name=command.name,
+        scopes=sorted(set(scopes)),
+        expires_at=expires_at,
+    )
 
 
-async def rotate_api_key(tenant_id: uuid.UUID, key_id: uuid.UUID, *, deps: TenantDeps, actor: Actor,
-                         correlation_id: uuid.UUID) -> IssuedKey:
+async def rotate_api_key(
+    tenant_id: uuid.UUID,
+    key_id: uuid.UUID,
+    *,
+    deps: TenantDeps,
+    actor: Actor,
+    correlation_id: uuid.UUID,
+) -> IssuedKey:
     """Replace a key with a new one holding the same name and scopes; the old one stops working."""
     async with deps.store.engine.connect() as conn:
-        row = (await conn.execute(
-            text("SELECT name, scopes, expires_at FROM tenants.api_keys WHERE tenant_id = :t AND key_id = :k"),
-            {"t": tenant_id, "k": key_id})).first()
+        row = (
+            await conn.execute(
+                text(
+                    "SELECT name, scopes, expires_at FROM tenants.api_keys"
+                    " WHERE tenant_id = :t AND key_id = :k"
+                ),
+                {"t": tenant_id, "k": key_id},
+            )
+        ).first()
     if row is None:
         raise NotFoundError("API key not found", key_id=str(key_id))
-    command, material = _new_key_command(row.name, tuple(row.scopes), row.expires_at, replaces=key_id)
-    await _execute(deps, tenant_id, command, actor=actor, correlation_id=correlation_id,
-                   key_hashes={command.key_id: keys.digest(material.plaintext, pepper=deps.pepper)})
-    return IssuedKey(tenant_id=tenant_id, key_id=command.key_id, api_key=material.plaintext,
-                     name=row.name, scopes=list(row.scopes), expires_at=row.expires_at)
+    command, material = _new_key_command(
+        row.name, tuple(row.scopes), row.expires_at, replaces=key_id
+    )
+    await _execute(
+        deps,
+        tenant_id,
+        command,
+        actor=actor,
+        correlation_id=correlation_id,
+        key_hashes={command.key_id: keys.digest(material.plaintext, pepper=deps.pepper)},
+    )
+    return IssuedKey(
+        tenant_id=tenant_id,
+        key_id=command.key_id,
+        api_key=material.plaintext,
+        name=row.name,
+        scopes=list(row.scopes),
+        expires_at=row.expires_at,
+    )
 
 
-async def revoke_api_key(tenant_id: uuid.UUID, key_id: uuid.UUID, *, deps: TenantDeps, actor: Actor,
-                         correlation_id: uuid.UUID) -> None:
+async def revoke_api_key(
+    tenant_id: uuid.UUID,
+    key_id: uuid.UUID,
+    *,
+    deps: TenantDeps,
+    actor: Actor,
+    correlation_id: uuid.UUID,
+) -> None:
     """Revoke a key; revoking a revoked key changes nothing."""
-    await _execute(deps, tenant_id, RevokeApiKey(key_id=key_id), actor=actor, correlation_id=correlation_id)
+    await _execute(
+        deps, tenant_id, RevokeApiKey(key_id=key_id), actor=actor, correlation_id=correlation_id
+    )
 
 
-async def rename_tenant(tenant_id: uuid.UUID, name: str, *, deps: TenantDeps, actor: Actor,
-                        correlation_id: uuid.UUID) -> None:
+async def rename_tenant(
+    tenant_id: uuid.UUID, name: str, *, deps: TenantDeps, actor: Actor, correlation_id: uuid.UUID
+) -> None:
     """Change a tenant's display name."""
-    await _execute(deps, tenant_id, RenameTenant(name=name), actor=actor, correlation_id=correlation_id)
+    await _execute(
+        deps, tenant_id, RenameTenant(name=name), actor=actor, correlation_id=correlation_id
+    )
 
 
 async def authenticate(api_key: str, *, deps: TenantDeps) -> Principal:
@@ -177,17 +283,26 @@ async def authenticate(api_key: str, *, deps: TenantDeps) -> Principal:
     if prefix is None:
         raise AuthenticationError("invalid API key")
     async with deps.store.engine.begin() as conn:
-        row = (await conn.execute(
-            text("""SELECT tenant_id, key_id, key_hash, scopes, expires_at, revoked_at
-                    FROM tenants.api_keys WHERE prefix = :p"""), {"p": prefix})).first()
+        row = (
+            await conn.execute(
+                text("""SELECT tenant_id, key_id, key_hash, scopes, expires_at, revoked_at
+                    FROM tenants.api_keys WHERE prefix = :p"""),
+                {"p": prefix},
+            )
+        ).first()
         now = datetime.now(UTC)
-        if (row is None or row.revoked_at is not None
-                or (row.expires_at is not None and row.expires_at <= now)
-                or not keys.matches(api_key, bytes(row.key_hash), pepper=deps.pepper)):
+        if (
+            row is None
+            or row.revoked_at is not None
+            or (row.expires_at is not None and row.expires_at <= now)
+            or not keys.matches(api_key, bytes(row.key_hash), pepper=deps.pepper)
+        ):
             raise AuthenticationError("invalid API key")
         # Coarse last-used tracking: at most one write per key per minute.
         await conn.execute(
-            text("""UPDATE tenants.api_keys SET last_used_at = :now WHERE tenant_id = :t AND key_id = :k
+            text("""UPDATE tenants.api_keys SET last_used_at = :now
+                    WHERE tenant_id = :t AND key_id = :k
                     AND (last_used_at IS NULL OR last_used_at < :now - interval '1 minute')"""),
-            {"now": now, "t": row.tenant_id, "k": row.key_id})
+            {"now": now, "t": row.tenant_id, "k": row.key_id},
+        )
     return Principal(tenant_id=row.tenant_id, key_id=row.key_id, scopes=frozenset(row.scopes))

@@ -48,7 +48,7 @@ def _check_name(name: str, what: str) -> str:
     return cleaned
 
 
-def decide(state: TenantState, command: Command) -> list[Event]:  # noqa: C901 - one branch per command
+def decide(state: TenantState, command: Command) -> list[Event]:
     """Return the events a command produces from this state, or raise why it cannot."""
     if isinstance(command, CreateTenant):
         if state.exists:
@@ -91,7 +91,9 @@ def _issue(state: TenantState, command: IssueApiKey) -> list[Event]:
     if command.replaces is not None:
         old = state.keys.get(command.replaces)
         if old is None or not old.active:
-            raise NotFoundError("API key to rotate not found or revoked", key_id=str(command.replaces))
+            raise NotFoundError(
+                "API key to rotate not found or revoked", key_id=str(command.replaces)
+            )
         events.append(ApiKeyRevoked(key_id=command.replaces, reason="rotated"))
     return events
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 import pytest
 import pytest_asyncio
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from metachat.bootstrap import build_registry
 from metachat.database.engine import create_engine
@@ -35,11 +36,19 @@ async def store(new_database) -> AsyncIterator[PostgresEventStore]:
 async def a_tenant(store: PostgresEventStore) -> Metadata:
     tenant_id = uuid7()
     async with store.engine.begin() as conn:
-        await conn.execute(text("INSERT INTO tenants.tenant_ids (tenant_id) VALUES (:t)"), {"t": tenant_id})
+        await conn.execute(
+            text("INSERT INTO tenants.tenant_ids (tenant_id) VALUES (:t)"), {"t": tenant_id}
+        )
     return Metadata(tenant_id=tenant_id, actor=Actor.system(), correlation_id=uuid7())
 
 
-async def _writer(store: PostgresEventStore, meta: Metadata, quota: list[int], committed: set[uuid.UUID], seed: int) -> None:
+async def _writer(
+    store: PostgresEventStore,
+    meta: Metadata,
+    quota: list[int],
+    committed: set[uuid.UUID],
+    seed: int,
+) -> None:
     rng = random.Random(seed)
     while quota[0] > 0:
         batch = rng.randint(1, 5)
@@ -51,8 +60,13 @@ async def _writer(store: PostgresEventStore, meta: Metadata, quota: list[int], c
                 # then disagree, which is what defeats a naive `tx_id < xmin` filter.
                 await conn.execute(text("SELECT pg_current_xact_id()"))
                 await asyncio.sleep(rng.random() * 0.004)
-            recorded = await store.append(f"r1-{uuid.uuid4()}", [TenantRenamed(name="x")] * batch,
-                                          expected_version=0, metadata=meta, conn=conn)
+            recorded = await store.append(
+                f"r1-{uuid.uuid4()}",
+                [TenantRenamed(name="x")] * batch,
+                expected_version=0,
+                metadata=meta,
+                conn=conn,
+            )
             await asyncio.sleep(rng.random() * 0.005)  # random pre-commit delay
             if rng.random() < 0.1:
                 await trans.rollback()
@@ -62,12 +76,16 @@ async def _writer(store: PostgresEventStore, meta: Metadata, quota: list[int], c
 
 
 class TestGapFreeReading:
-    async def test_r1_tailing_reader_misses_nothing_under_concurrent_out_of_order_commits(self, store) -> None:
+    async def test_r1_tailing_reader_misses_nothing_under_concurrent_out_of_order_commits(
+        self, store
+    ) -> None:
         meta = await a_tenant(store)
         committed: set[uuid.UUID] = set()
         delivered: list[tuple[int, uuid.UUID]] = []
         quota = [TARGET]
-        writers = asyncio.gather(*(_writer(store, meta, quota, committed, seed) for seed in range(WRITERS)))
+        writers = asyncio.gather(
+            *(_writer(store, meta, quota, committed, seed) for seed in range(WRITERS))
+        )
         reader = store.reader()
         last = 0
         while True:
@@ -84,7 +102,9 @@ class TestGapFreeReading:
         await writers
         got = {event_id for _, event_id in delivered}
         async with store.engine.connect() as conn:
-            in_table = {row[0] for row in await conn.execute(text("SELECT event_id FROM eventstore.events"))}
+            in_table = {
+                row[0] for row in await conn.execute(text("SELECT event_id FROM eventstore.events"))
+            }
         missing = in_table - got
         print(f"R1: committed={len(committed)} delivered={len(delivered)} missing={len(missing)}")
         assert in_table == committed
@@ -97,10 +117,17 @@ class TestGapFreeReading:
         hold = float(os.environ.get("MC_R2_HOLD_SECONDS", "2"))
         async with store.engine.connect() as slow:
             trans = await slow.begin()
-            [reserved] = await store.append("r2-slow", [TenantRenamed(name="slow")], expected_version=0,
-                                            metadata=meta, conn=slow)
+            [reserved] = await store.append(
+                "r2-slow",
+                [TenantRenamed(name="slow")],
+                expected_version=0,
+                metadata=meta,
+                conn=slow,
+            )
             for i in range(5):
-                await store.append(f"r2-fast-{i}", [TenantRenamed(name="fast")], expected_version=0, metadata=meta)
+                await store.append(
+                    f"r2-fast-{i}", [TenantRenamed(name="fast")], expected_version=0, metadata=meta
+                )
             reader = store.reader()
             loop = asyncio.get_running_loop()
             deadline = loop.time() + hold
@@ -120,12 +147,20 @@ class TestGapFreeReading:
             await stuck.execute(text("SET idle_in_transaction_session_timeout = '500ms'"))
             await stuck.commit()
             await stuck.begin()
-            await store.append("r2-stuck", [TenantRenamed(name="stuck")], expected_version=0, metadata=meta, conn=stuck)
-            await store.append("r2-after", [TenantRenamed(name="after")], expected_version=0, metadata=meta)
+            await store.append(
+                "r2-stuck",
+                [TenantRenamed(name="stuck")],
+                expected_version=0,
+                metadata=meta,
+                conn=stuck,
+            )
+            await store.append(
+                "r2-after", [TenantRenamed(name="after")], expected_version=0, metadata=meta
+            )
             reader = store.reader()
             assert await reader.read(after=start, limit=10) == []
             await asyncio.sleep(1.0)  # the server ends the abandoned session
             page = await reader.read(after=start, limit=10)
             assert [r.envelope.stream_id for r in page] == ["r2-after"]
-            with pytest.raises(Exception):
+            with pytest.raises(DBAPIError):
                 await stuck.commit()

@@ -35,7 +35,9 @@ class TestCreateTenant:
 
 class TestRenameTenant:
     def test_renames(self) -> None:
-        assert model.decide(given(a_tenant_created()), RenameTenant(name="Beta")) == [TenantRenamed(name="Beta")]
+        assert model.decide(given(a_tenant_created()), RenameTenant(name="Beta")) == [
+            TenantRenamed(name="Beta")
+        ]
 
     def test_same_name_changes_nothing(self) -> None:
         assert model.decide(given(a_tenant_created(name="Acme")), RenameTenant(name="Acme")) == []
