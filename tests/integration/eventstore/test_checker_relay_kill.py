@@ -1,0 +1,199 @@
+"""R23 checker, relay faults: SIGKILL the relay process mid-batch again and again; lose nothing.
+
+Writers append continuously across many streams while a real relay process (see `relay_proc`)
+is killed with SIGKILL shortly after it starts publishing, then restarted. A sink queue bound
+`#` records every message. At the end the outbox must drain and the checker reports lost
+(appended, never received), duplicated (received more than once) and unexpected (received,
+never appended). Pass: lost = 0, unexpected = 0, and per stream the first receipts arrive in
+version order. Scale with MC_CHECKER_EVENTS (default 10,000) and MC_CHECKER_KILLS (default 5).
+"""
+
+import asyncio
+import contextlib
+import functools
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+import pytest_asyncio
+
+from metachat.bootstrap import Deps, build
+from metachat.eventstore.envelope import Metadata
+from metachat.settings import Settings
+from metachat.tenants.events import TenantRenamed
+from tests.conftest import REPO, make_settings
+from tests.integration.eventstore.relay_support import Sink, a_tenant, eventually, outbox_rows
+
+EVENTS = int(os.environ.get("MC_CHECKER_EVENTS", "10000"))
+KILLS = int(os.environ.get("MC_CHECKER_KILLS", "5"))
+WRITERS = 8
+STREAMS_PER_WRITER = 25
+
+
+@pytest_asyncio.fixture
+async def deps(new_database: Callable[[], str]) -> AsyncIterator[Deps]:
+    built = await build(make_settings(new_database()), pool_size=WRITERS + 2)
+    yield built
+    await built.close()
+
+
+class RelayProcess:
+    """The relay as a real OS process, configured through the environment like production."""
+
+    def __init__(self, settings: Settings, database_url: str, log_path: Path) -> None:
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("METACHAT_")}
+        assert settings.secret_key is not None
+        assert settings.api_key_pepper is not None
+        self.env |= {
+            "METACHAT_ENV": "test",
+            "METACHAT_DATABASE_URL": database_url,
+            "METACHAT_DATA_DIR": str(settings.data_dir),
+            "METACHAT_SECRET_KEY": settings.secret_key.value,
+            "METACHAT_API_KEY_PEPPER": settings.api_key_pepper.value,
+            "METACHAT_AMQP_URL": settings.amqp.url,
+            "METACHAT_AMQP__EXCHANGE": settings.amqp.exchange,
+            "METACHAT_AMQP__QUEUE_PREFIX": settings.amqp.queue_prefix,
+            "METACHAT_RELAY__BATCH_SIZE": "200",
+            "METACHAT_RELAY__POLL_INTERVAL": "0.2",
+            "METACHAT_RELAY__LEASE_RETRY": "0.2",
+            "METACHAT_LOG_JSON": "true",
+        }
+        self.log_path = log_path
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log_path.open("ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "tests.integration.eventstore.relay_proc"],
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=log,
+            )
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        assert self.proc.poll() is None, "relay died on its own"
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+
+
+class Writers:
+    """Appends 1-3 events per transaction to streams each writer owns, recording what committed."""
+
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.appended: dict[str, tuple[str, int]] = {}
+        self.done = asyncio.Event()
+
+    async def run(self, writer: int, meta: Metadata, enough: asyncio.Event) -> None:
+        rng = random.Random(writer)
+        versions = {
+            f"chk-{writer}-{k}-{uuid.uuid4().hex[:6]}": 0 for k in range(STREAMS_PER_WRITER)
+        }
+        # Keep writing until the kills are over and the quota is met, so kills hit a busy relay.
+        while not (enough.is_set() and len(self.appended) >= EVENTS):
+            stream = rng.choice(list(versions))
+            batch = [TenantRenamed(name=f"{writer}") for _ in range(rng.randint(1, 3))]
+            recorded = await self.deps.store.append(
+                stream, batch, expected_version=versions[stream], metadata=meta
+            )
+            versions[stream] += len(batch)
+            for rec in recorded:
+                self.appended[str(rec.envelope.event_id)] = (stream, rec.envelope.stream_version)
+            await asyncio.sleep(rng.random() * 0.01)
+
+
+async def kill_repeatedly(relay: RelayProcess, sink: Sink, rng: random.Random) -> int:
+    """SIGKILL the relay shortly after each restart begins publishing; return the kill count."""
+    kills = 0
+    while kills < KILLS:
+        seen = len(sink.messages)
+        await eventually(functools.partial(_grew, sink, seen), within=60)
+        await asyncio.sleep(rng.uniform(0.0, 0.25))  # land inside a batch, at a random point
+        relay.kill()
+        kills += 1
+        relay.start()
+    return kills
+
+
+async def _grew(sink: Sink, seen: int) -> bool:
+    return len(sink.messages) > seen
+
+
+def check(appended: dict[str, tuple[str, int]], sink: Sink) -> dict[str, int]:
+    received = Counter(m.message_id for m in sink.messages)
+    lost = set(appended) - set(received)
+    unexpected = set(received) - set(appended)
+    duplicated = sum(n - 1 for n in received.values())
+    first: dict[str, list[int]] = {}
+    seen: set[str] = set()
+    for message in sink.messages:
+        if message.message_id in seen or message.message_id not in appended:
+            continue
+        seen.add(message.message_id)
+        stream, version = appended[message.message_id]
+        first.setdefault(stream, []).append(version)
+    reordered = sum(1 for vs in first.values() if vs != sorted(vs))
+    return {
+        "appended": len(appended),
+        "received": sum(received.values()),
+        "lost": len(lost),
+        "duplicated": duplicated,
+        "unexpected": len(unexpected),
+        "reordered_streams": reordered,
+    }
+
+
+async def test_killing_the_relay_mid_batch_loses_nothing(
+    deps: Deps, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    settings = deps.settings
+    relay = RelayProcess(settings, deps.database_url, tmp_path / "relay.log")
+    writers = Writers(deps)
+    kills_done = asyncio.Event()
+    async with Sink(settings.amqp.url, settings.amqp.exchange) as sink:
+        relay.start()
+        try:
+            metas = [await a_tenant(deps.engine) for _ in range(WRITERS)]
+            tasks = [
+                asyncio.create_task(writers.run(w, metas[w], kills_done)) for w in range(WRITERS)
+            ]
+            kills = await kill_repeatedly(relay, sink, random.Random(23))
+            kills_done.set()
+            await asyncio.gather(*tasks)
+            await eventually(lambda: _drained(deps), within=180, every=0.2)
+            # Give the sink time to receive what the broker confirmed; if something is lost this
+            # times out and the report below says how much, instead of failing here.
+            with contextlib.suppress(AssertionError):
+                await eventually(lambda: _all_received(writers, sink), within=30, every=0.2)
+        finally:
+            relay.stop()
+    report = check(writers.appended, sink) | {"kills": kills}
+    with capsys.disabled():
+        print("\nR23 relay-kill checker:", json.dumps(report))
+    assert report["lost"] == 0
+    assert report["unexpected"] == 0
+    assert report["reordered_streams"] == 0
+    assert report["appended"] >= EVENTS
+
+
+async def _drained(deps: Deps) -> bool:
+    return await outbox_rows(deps.engine) == []
+
+
+async def _all_received(writers: Writers, sink: Sink) -> bool:
+    return set(writers.appended) <= sink.ids()
