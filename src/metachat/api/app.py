@@ -1,0 +1,83 @@
+"""The Litestar application: `/v1` (API key auth, per-route scopes), health, metrics, OpenAPI."""
+
+from litestar import Litestar, Router
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+
+import metachat
+from metachat.api.auth import (
+    api_key_guard,
+    authenticated_handlers,
+    check_declared_scope,
+    provide_principal,
+)
+from metachat.api.broker import BrokerProbe
+from metachat.api.correlation import (
+    CorrelationMiddleware,
+    add_correlation_header,
+    provide_correlation_id,
+)
+from metachat.api.errors import exception_handlers, problem_responses
+from metachat.api.health import HealthController
+from metachat.api.metrics import MetricsController
+from metachat.bootstrap import Deps
+from metachat.tenants.routes import ROUTES as TENANT_ROUTES
+
+OPENAPI_PATH = "/schema"
+"""The OpenAPI document is served at `/schema/openapi.json`."""
+_V1_PROBLEMS = (400, 401, 403, 404, 409, 422)
+
+
+def _openapi() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="MetaChat API",
+        version=metachat.__version__,
+        path=OPENAPI_PATH,
+        render_plugins=[JsonRenderPlugin(), SwaggerRenderPlugin(path="/swagger")],
+        components=Components(
+            security_schemes={
+                "api_key": SecurityScheme(
+                    type="http", scheme="bearer", description="An API key: `mck_<prefix>_<secret>`"
+                )
+            }
+        ),
+        use_handler_docstrings=True,
+    )
+
+
+def _v1(deps: Deps) -> Router:
+    router = Router(
+        path="/v1",
+        route_handlers=[*TENANT_ROUTES],
+        guards=[api_key_guard(deps.tenants)],
+        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        security=[{"api_key": []}],
+    )
+    for path, handler in authenticated_handlers(router):
+        check_declared_scope(path, handler)
+        # Document the problem details answers every authenticated route can give.
+        handler.responses = {**problem_responses(_V1_PROBLEMS), **(handler.responses or {})}
+    return router
+
+
+def create_app(deps: Deps) -> Litestar:
+    """Build the HTTP application over already-built dependencies (the caller closes them)."""
+    probe = BrokerProbe(deps.settings.amqp.url)
+    return Litestar(
+        route_handlers=[_v1(deps), HealthController, MetricsController],
+        dependencies={
+            "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
+            "tenant_deps": Provide(lambda: deps.tenants, use_cache=True, sync_to_thread=False),
+            "broker_probe": Provide(lambda: probe, use_cache=True, sync_to_thread=False),
+            "correlation_id": Provide(provide_correlation_id, sync_to_thread=False),
+        },
+        middleware=[CorrelationMiddleware()],
+        before_send=[add_correlation_header],
+        exception_handlers=exception_handlers(),
+        on_shutdown=[probe.close],
+        openapi_config=_openapi(),
+        # Litestar's own logging config would install stdlib handlers; structlog owns logging.
+        logging_config=None,
+    )

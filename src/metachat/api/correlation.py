@@ -1,0 +1,96 @@
+"""Correlation ids: one per request, from the caller's header or minted here, carried everywhere.
+
+The id is taken from `X-Correlation-ID` (or `X-Request-ID`) when it is a valid UUID, otherwise a
+UUIDv7 is minted. It is cached in the ASGI scope so that the middleware, the handlers, the error
+handlers and the response header all see the same value, even for requests that never reach a
+route (404/405 are answered before any route middleware runs).
+"""
+
+import time
+import uuid
+from typing import Any
+
+import structlog
+from litestar import Request
+from litestar.datastructures import MutableScopeHeaders
+from litestar.enums import ScopeType
+from litestar.middleware import ASGIMiddleware
+from litestar.types import ASGIApp, Message, Receive, Scope, Send
+
+from metachat.kernel.ids import uuid7
+from metachat.kernel.logging import bound
+
+HEADER = "X-Correlation-ID"
+_ACCEPTED = (b"x-correlation-id", b"x-request-id")
+_STATE_KEY = "metachat_correlation_id"
+
+log = structlog.get_logger()
+
+
+def _from_headers(headers: Any) -> uuid.UUID | None:
+    values = {name.lower(): value for name, value in headers}
+    for name in _ACCEPTED:
+        raw = values.get(name)
+        if raw is None:
+            continue
+        try:
+            return uuid.UUID(raw.decode("latin-1").strip())
+        except ValueError:
+            continue
+    return None
+
+
+def correlation_id_of(scope: Scope) -> uuid.UUID:
+    """Return the request's correlation id, choosing it on first use and caching it in the scope."""
+    state: dict[str, Any] = scope.setdefault("state", {})
+    cached = state.get(_STATE_KEY)
+    if isinstance(cached, uuid.UUID):
+        return cached
+    chosen = _from_headers(scope.get("headers", ())) or uuid7()
+    state[_STATE_KEY] = chosen
+    return chosen
+
+
+def provide_correlation_id(request: Request[Any, Any, Any]) -> uuid.UUID:
+    """Litestar dependency: the id handlers put in the metadata of the events they cause."""
+    return correlation_id_of(request.scope)
+
+
+async def add_correlation_header(message: Message, scope: Scope) -> None:
+    """`before_send` hook: echo the correlation id on every HTTP response, errors included."""
+    if scope["type"] != ScopeType.HTTP or message["type"] != "http.response.start":
+        return
+    headers = MutableScopeHeaders.from_message(message)
+    headers[HEADER] = str(correlation_id_of(scope))
+
+
+class CorrelationMiddleware(ASGIMiddleware):
+    """Binds the correlation id to every log line of the request and logs one line per request."""
+
+    scopes = (ScopeType.HTTP,)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
+        """Run the request inside a structlog context carrying its correlation id."""
+        status = 500
+        started = time.perf_counter()
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        correlation_id = str(correlation_id_of(scope))
+        # tenant_id=None: the auth guard binds the caller's tenant inside this block, and leaving
+        # the block restores the previous value, so no request's tenant outlives the request.
+        with bound(correlation_id=correlation_id, tenant_id=None):
+            try:
+                await next_app(scope, receive, capture)
+            finally:
+                log.info(
+                    "http_request",
+                    method=scope.get("method"),
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round((time.perf_counter() - started) * 1000, 2),
+                )
