@@ -1,0 +1,265 @@
+"""Broker consumers: the spec, the queue topology, tracking records and the replay gate.
+
+A consumer is a named handler fed by the `metachat.events` exchange through its own durable
+quorum queue. Each message is handled in one database transaction that first records
+`(consumer, event_id)` in `eventstore.tracking` (eventsourcing's tracking record) and then runs
+the handler on the same connection, so the effect and the proof of it commit together or not at
+all: a redelivered event finds its tracking row and is acknowledged without effect (R7).
+
+Side-effecting consumers (webhooks, channel senders) also pass a replay gate: on their first
+start they record a mark in `eventstore.consumer_marks`, and events at or below it are history,
+acknowledged without effect (R13). This module knows nothing of FastStream; the worker wires it.
+"""
+
+import asyncio
+import enum
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import structlog
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from metachat.eventstore.envelope import Envelope, Recorded
+from metachat.eventstore.registry import EventRegistry
+from metachat.kernel.logging import bound
+from metachat.settings import Settings
+
+log = structlog.get_logger()
+
+Handler = Callable[[AsyncConnection, Recorded], Awaitable[None]]
+"""A consumer's effect: runs inside the transaction that also writes the tracking row."""
+
+DEAD_LETTER_EXCHANGE = "metachat.dlx"
+
+# A peek at a dead-letter queue (`metachat dlq list`) takes messages without acking them and
+# hands them back, which the broker counts as a failed delivery. RabbitMQ 4 gives quorum queues a
+# default limit of 20 (and 3.10 refuses the 4.x spelling of "unlimited", -1), so the DLQ gets an
+# explicit limit far beyond any number of peeks, instead of a default that would drop messages.
+DEAD_LETTER_QUEUE_DELIVERY_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConsumerSpec:
+    """A named consumer: what it binds to, what it does, and whether its effects leave the database.
+
+    Attributes:
+        name: stable name (`analytics.activity`); it names the queue and the tracking rows.
+        binding_keys: topic patterns over `<tenant id>.<event type>`, e.g. `("#",)`.
+        handler: the effect, `async (conn, recorded) -> None`, run in the tracking transaction.
+        side_effects: True for consumers that call the outside world; they get the replay gate.
+    """
+
+    name: str
+    binding_keys: tuple[str, ...]
+    handler: Handler
+    side_effects: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name or any(c.isspace() for c in self.name):
+            raise ValueError(f"consumer name {self.name!r} must be non-empty without spaces")
+        if not self.binding_keys:
+            raise ValueError(f"consumer {self.name} needs at least one binding key")
+
+
+def queue_name(settings: Settings, consumer: str) -> str:
+    """The consumer's own queue: `<prefix><consumer>`."""
+    return f"{settings.amqp.queue_prefix}{consumer}"
+
+
+def dead_letter_queue_name(settings: Settings, consumer: str) -> str:
+    """The consumer's dead-letter queue: `<prefix><consumer>.dlq`."""
+    return f"{queue_name(settings, consumer)}.dlq"
+
+
+def dead_letter_exchange_name(settings: Settings) -> str:
+    """The direct exchange every consumer queue dead-letters to: `<prefix>metachat.dlx`."""
+    return f"{settings.amqp.queue_prefix}{DEAD_LETTER_EXCHANGE}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Topology:
+    """The broker objects of one consumer, with their exact declaration arguments."""
+
+    exchange: str
+    queue: str
+    binding_keys: tuple[str, ...]
+    dead_letter_exchange: str
+    dead_letter_queue: str
+    max_deliveries: int
+
+    @property
+    def queue_arguments(self) -> dict[str, Any]:
+        """Quorum queue, bounded redelivery, then dead-lettering that cannot lose the message."""
+        return {
+            "x-queue-type": "quorum",
+            # RabbitMQ's `x-delivery-limit` counts *returns*: with limit L a message is delivered
+            # L + 1 times (measured on 3.10: limit 3 gave 4 deliveries). Our setting counts
+            # deliveries, so the explicit argument is one less (R8: never the broker default).
+            "x-delivery-limit": self.max_deliveries - 1,
+            "x-dead-letter-exchange": self.dead_letter_exchange,
+            "x-dead-letter-routing-key": self.queue,
+            # At-least-once dead-lettering keeps the message in this queue until the DLQ has
+            # confirmed it (R6); RabbitMQ requires `reject-publish` overflow for that strategy.
+            "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish",
+        }
+
+    @property
+    def dead_letter_arguments(self) -> dict[str, Any]:
+        """Quorum DLQ whose explicit delivery limit no number of peeks can reach."""
+        return {"x-queue-type": "quorum", "x-delivery-limit": DEAD_LETTER_QUEUE_DELIVERY_LIMIT}
+
+
+def topology(spec: ConsumerSpec, settings: Settings) -> Topology:
+    """Return the names and arguments of a consumer's queue, DLX and DLQ."""
+    return Topology(
+        exchange=settings.amqp.exchange,
+        queue=queue_name(settings, spec.name),
+        binding_keys=spec.binding_keys,
+        dead_letter_exchange=dead_letter_exchange_name(settings),
+        dead_letter_queue=dead_letter_queue_name(settings, spec.name),
+        max_deliveries=settings.consumer.delivery_limit,
+    )
+
+
+class Outcome(enum.StrEnum):
+    """What handling one message did."""
+
+    APPLIED = "applied"
+    DUPLICATE = "duplicate"
+    HISTORY = "history"
+
+
+# Under READ COMMITTED a second delivery of the same event (another worker, or a redelivery that
+# overtook a slow first one) blocks on the primary key until the first transaction ends, then
+# sees the row and does nothing; if the first rolled back, the second inserts and applies.
+_TRACK = text("""
+INSERT INTO eventstore.tracking (consumer, event_id, position)
+VALUES (:consumer, :event_id, :position)
+ON CONFLICT (consumer, event_id) DO NOTHING
+RETURNING position
+""")
+_READ_MARK = text("SELECT start_position FROM eventstore.consumer_marks WHERE consumer = :consumer")
+_INSERT_MARK = text("""
+INSERT INTO eventstore.consumer_marks (consumer, start_position) VALUES (:consumer, :position)
+ON CONFLICT (consumer) DO NOTHING
+""")
+_ALLOCATED = text("""
+SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END
+FROM eventstore.events_position_seq
+""")
+_SNAPSHOT_XMAX = text("SELECT pg_snapshot_xmax(pg_current_snapshot())::text::bigint")
+_SNAPSHOT_XMIN = text("SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint")
+
+_envelope_decoder = msgspec.json.Decoder(Envelope)
+
+
+async def establish_mark(engine: AsyncEngine, consumer: str, *, poll: float = 0.05) -> int:
+    """Return the consumer's replay-gate mark, recording it on the consumer's first start.
+
+    The mark is the highest position handed out before the start. Taking the highest *committed*
+    position instead would be wrong: a transaction still open could hold a lower position,
+    commit after the mark, and have its live event suppressed. So the mark waits until every
+    transaction that could hold a position at or below it has ended (the same transaction-id
+    fence as the gap-free reader; an append takes its transaction id before its position). Once
+    recorded, every position at or below the mark is committed or dead, and every event that
+    commits later is above it.
+    """
+    async with engine.connect() as conn:
+        existing = await conn.scalar(_READ_MARK, {"consumer": consumer})
+        if existing is not None:
+            return int(existing)
+        allocated = int(await conn.scalar(_ALLOCATED) or 0)
+        fence = int(await conn.scalar(_SNAPSHOT_XMAX) or 0)
+        waiting_logged = False
+        while int(await conn.scalar(_SNAPSHOT_XMIN) or 0) < fence:
+            if not waiting_logged:
+                log.info("consumer_mark_waiting_for_open_transactions", consumer=consumer)
+                waiting_logged = True
+            await conn.rollback()  # never hold a snapshot while waiting for others
+            await asyncio.sleep(poll)
+        await conn.execute(_INSERT_MARK, {"consumer": consumer, "position": allocated})
+        # Two workers starting at once: the first insert wins and both read back its mark.
+        mark = int(await conn.scalar(_READ_MARK, {"consumer": consumer}))
+        await conn.commit()
+    log.info("consumer_mark_recorded", consumer=consumer, start_position=mark)
+    return mark
+
+
+class ConsumerRunner:
+    """Handles one consumer's messages: decode, replay gate, then tracking and effect in one txn."""
+
+    def __init__(self, spec: ConsumerSpec, *, engine: AsyncEngine, registry: EventRegistry) -> None:
+        self.spec = spec
+        self.mark: int | None = None
+        self._engine = engine
+        self._registry = registry
+
+    async def prepare(self) -> None:
+        """Load (or record, on first start) the replay-gate mark of a side-effecting consumer."""
+        if self.spec.side_effects:
+            self.mark = await establish_mark(self._engine, self.spec.name)
+
+    def decode(self, body: bytes) -> Recorded:
+        """Decode a body into the envelope and its payload, upcast to the current version."""
+        envelope = _envelope_decoder.decode(body)
+        event = self._registry.decode(envelope.type, envelope.schema_version, envelope.payload)
+        return Recorded(envelope=envelope, event=event)
+
+    async def process(self, body: bytes, *, attempt: int | None = None) -> Outcome:
+        """Handle one message body; raise when it must be redelivered (in the end, dead-lettered).
+
+        Args:
+            body: the envelope as JSON, as published by the relay.
+            attempt: which delivery this is (1 for the first), for the logs only.
+        """
+        try:
+            recorded = self.decode(body)
+        except (msgspec.DecodeError, msgspec.ValidationError, LookupError):
+            log.warning(
+                "consumer_message_undecodable",
+                consumer=self.spec.name,
+                attempt=attempt,
+                exc_info=True,
+            )
+            raise
+        env = recorded.envelope
+        with bound(
+            consumer=self.spec.name,
+            event_id=str(env.event_id),
+            correlation_id=str(env.correlation_id),
+            tenant_id=str(env.tenant_id),
+        ):
+            if self._is_history(env):
+                log.debug("consumer_history_skipped", position=env.position, mark=self.mark)
+                return Outcome.HISTORY
+            try:
+                return await self._apply(recorded)
+            except Exception:
+                log.warning(
+                    "consumer_handler_failed", event_type=env.type, attempt=attempt, exc_info=True
+                )
+                raise
+
+    def _is_history(self, env: Envelope) -> bool:
+        if not self.spec.side_effects:
+            return False
+        if self.mark is None:
+            raise RuntimeError(f"consumer {self.spec.name} has side effects: call prepare() first")
+        return env.position <= self.mark
+
+    async def _apply(self, recorded: Recorded) -> Outcome:
+        env = recorded.envelope
+        async with self._engine.begin() as conn:
+            tracked = await conn.scalar(
+                _TRACK,
+                {"consumer": self.spec.name, "event_id": env.event_id, "position": env.position},
+            )
+            if tracked is None:
+                log.info("consumer_duplicate_skipped", position=env.position)
+                return Outcome.DUPLICATE
+            await self.spec.handler(conn, recorded)
+        return Outcome.APPLIED

@@ -1,0 +1,117 @@
+"""The consumers role: every registered broker consumer, run on one FastStream broker."""
+
+import asyncio
+from collections.abc import Sequence
+
+import aio_pika
+import msgspec
+import structlog
+from aio_pika.abc import AbstractConnection
+from aio_pika.exceptions import ChannelNotFoundEntity
+from sqlalchemy import text
+
+from metachat.analytics import ACTIVITY_CONSUMER
+from metachat.bootstrap import Deps
+from metachat.eventstore.consumer import ConsumerRunner, ConsumerSpec, topology
+from metachat.worker.broker import build_broker, declare_topology, subscribe
+
+log = structlog.get_logger()
+
+CONSUMERS: tuple[ConsumerSpec, ...] = (ACTIVITY_CONSUMER,)
+"""Every broker consumer of the platform; `metachat run --role consumers` runs them all."""
+
+
+async def run_consumers(
+    deps: Deps,
+    stop: asyncio.Event,
+    *,
+    specs: Sequence[ConsumerSpec] = CONSUMERS,
+    started: asyncio.Event | None = None,
+) -> None:
+    """Run the consumers until `stop` is set, then close the broker cleanly.
+
+    Order matters: the topology is declared first, then side-effecting consumers record their
+    replay-gate marks, then consuming starts. With the queue bound before the mark is taken,
+    every event above the mark reaches the queue, and none below it is acted on.
+    """
+    broker = build_broker(deps.settings)
+    runners = [ConsumerRunner(spec, engine=deps.engine, registry=deps.registry) for spec in specs]
+    topologies = [topology(spec, deps.settings) for spec in specs]
+    for runner, topo in zip(runners, topologies, strict=True):
+        subscribe(broker, runner, topo)
+    try:
+        await broker.connect()
+        for topo in topologies:
+            await declare_topology(broker, topo)
+        for runner in runners:
+            await runner.prepare()
+        await broker.start()
+        log.info("consumers_started", consumers=[spec.name for spec in specs])
+        if started is not None:
+            started.set()
+        await stop.wait()
+    finally:
+        # Waits (up to the graceful timeout) for handlers in flight, then closes the connection;
+        # unacked messages go back to their queues.
+        await broker.stop()
+        log.info("consumers_stopped")
+
+
+class ConsumerLag(msgspec.Struct, frozen=True, kw_only=True):
+    """How far one consumer is behind, for /metrics.
+
+    Attributes:
+        queue_depth: ready messages in its queue; None when the queue does not exist yet.
+        dlq_depth: messages in its dead-letter queue; None when it does not exist yet.
+        last_position: highest global position it has applied (0 when none).
+    """
+
+    queue_depth: int | None
+    dlq_depth: int | None
+    last_position: int
+
+
+_LAST_POSITION = text(
+    "SELECT coalesce(max(position), 0) FROM eventstore.tracking WHERE consumer = :consumer"
+)
+
+
+async def consumer_lag(
+    deps: Deps,
+    *,
+    specs: Sequence[ConsumerSpec] = CONSUMERS,
+    connection: AbstractConnection | None = None,
+) -> dict[str, ConsumerLag]:
+    """Return each consumer's queue depth, DLQ depth and last applied position.
+
+    Without `connection`, a short-lived AMQP connection is opened for the passive declares.
+    """
+    if connection is None:
+        async with await aio_pika.connect(deps.settings.amqp.url) as own:
+            return await consumer_lag(deps, specs=specs, connection=own)
+    lags: dict[str, ConsumerLag] = {}
+    async with deps.engine.connect() as conn:
+        for spec in specs:
+            topo = topology(spec, deps.settings)
+            position = await conn.scalar(_LAST_POSITION, {"consumer": spec.name})
+            lags[spec.name] = ConsumerLag(
+                queue_depth=await queue_depth(connection, topo.queue),
+                dlq_depth=await queue_depth(connection, topo.dead_letter_queue),
+                last_position=int(position or 0),
+            )
+    return lags
+
+
+async def queue_depth(connection: AbstractConnection, name: str) -> int | None:
+    """Ready messages in a queue (passive declare), or None when there is no such queue."""
+    # A passive declare of a missing queue closes its channel, so each check gets its own.
+    channel = await connection.channel()
+    try:
+        queue = await channel.declare_queue(name, passive=True)
+    except ChannelNotFoundEntity:
+        return None
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+    result = queue.declaration_result.message_count
+    return int(result) if result is not None else None
