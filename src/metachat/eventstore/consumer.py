@@ -9,6 +9,10 @@ all: a redelivered event finds its tracking row and is acknowledged without effe
 Side-effecting consumers (webhooks, channel senders) also pass a replay gate: on their first
 start they record a mark in `eventstore.consumer_marks`, and events at or below it are history,
 acknowledged without effect (R13). This module knows nothing of FastStream; the worker wires it.
+
+Messages of one queue are handled concurrently, up to the prefetch, so a consumer built on this
+base promises no per-stream order; a consumer that needs order gets it from partitioned
+single-active-consumer queues (R4), not from here.
 """
 
 import asyncio
