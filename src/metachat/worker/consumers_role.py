@@ -1,24 +1,28 @@
 """The consumers role: every registered broker consumer, run on one FastStream broker."""
 
 import asyncio
+import contextlib
 from collections.abc import Sequence
 
 import aio_pika
 import msgspec
 import structlog
 from aio_pika.abc import AbstractConnection
-from aio_pika.exceptions import ChannelNotFoundEntity
+from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
+from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 
 from metachat.analytics import ACTIVITY_CONSUMER
 from metachat.bootstrap import Deps
-from metachat.eventstore.consumer import ConsumerRunner, ConsumerSpec, topology
+from metachat.eventstore.consumer import ConsumerRunner, ConsumerSpec, Topology, topology
 from metachat.worker.broker import build_broker, declare_topology, subscribe
 
 log = structlog.get_logger()
 
 CONSUMERS: tuple[ConsumerSpec, ...] = (ACTIVITY_CONSUMER,)
 """Every broker consumer of the platform; `metachat run --role consumers` runs them all."""
+
+_CONNECTION_FAILURES: tuple[type[BaseException], ...] = (AMQPError, ConnectionError, OSError)
 
 
 async def run_consumers(
@@ -40,21 +44,49 @@ async def run_consumers(
     for runner, topo in zip(runners, topologies, strict=True):
         subscribe(broker, runner, topo)
     try:
-        await broker.connect()
-        for topo in topologies:
-            await declare_topology(broker, topo)
-        for runner in runners:
-            await runner.prepare()
-        await broker.start()
-        log.info("consumers_started", consumers=[spec.name for spec in specs])
-        if started is not None:
-            started.set()
-        await stop.wait()
+        if await _start(broker, topologies, runners, stop):
+            log.info("consumers_started", consumers=[spec.name for spec in specs])
+            if started is not None:
+                started.set()
+            await stop.wait()
     finally:
         # Waits (up to the graceful timeout) for handlers in flight, then closes the connection;
         # unacked messages go back to their queues.
         await broker.stop()
         log.info("consumers_stopped")
+
+
+async def _start(
+    broker: RabbitBroker,
+    topologies: Sequence[Topology],
+    runners: Sequence[ConsumerRunner],
+    stop: asyncio.Event,
+) -> bool:
+    """Declare, mark and start consuming; retry while the broker is unreachable, until `stop`.
+
+    Only the first connection needs this loop: once started, aio-pika's robust connection
+    reconnects and restores the consumers by itself.
+    """
+    delay = 0.5
+    while not stop.is_set():
+        try:
+            await broker.connect()
+            for topo in topologies:
+                await declare_topology(broker, topo)
+            for runner in runners:
+                await runner.prepare()
+            await broker.start()
+        except _CONNECTION_FAILURES as exc:
+            # Back off exponentially (capped) so an unreachable broker is not hammered, and let
+            # the other roles of the process keep running meanwhile.
+            log.warning("consumers_broker_unreachable", error=repr(exc), retry_in=delay)
+            await broker.stop()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            return True
+    return False
 
 
 class ConsumerLag(msgspec.Struct, frozen=True, kw_only=True):
