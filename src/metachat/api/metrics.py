@@ -24,6 +24,9 @@ from metachat.bootstrap import Deps
 
 log = structlog.get_logger()
 
+DLQ_SUFFIX = ".dlq"
+"""A consumer's queue is `<queue_prefix><consumer>`; its dead-letter queue adds this suffix."""
+
 _AGE = "extract(epoch FROM clock_timestamp() - {})::float8"
 
 _HEAD = text("SELECT coalesce(max(position), 0) FROM eventstore.events")
@@ -77,6 +80,7 @@ class Snapshot(msgspec.Struct, kw_only=True):
     loops: list[Any]
     projections: list[Any]
     consumers: list[Any]
+    queue_prefix: str
     queue_depths: dict[str, int]
     broker_up: bool
 
@@ -91,14 +95,14 @@ async def _read_database(conn: AsyncConnection) -> dict[str, Any]:
     }
 
 
-async def _queue_depths(probe: BrokerProbe, queues: dict[str, str]) -> tuple[bool, dict[str, int]]:
+async def _queue_depths(probe: BrokerProbe, queues: list[str]) -> tuple[bool, dict[str, int]]:
     depths: dict[str, int] = {}
     try:
         await probe.ping()
-        for consumer, queue in queues.items():
+        for queue in queues:
             depth = await probe.queue_depth(queue)
             if depth is not None:
-                depths[consumer] = depth
+                depths[queue] = depth
     except Exception as exc:  # a broker outage is itself a figure (broker_up 0)
         log.warning("metrics_broker_unavailable", error=str(exc) or type(exc).__name__)
         return False, depths
@@ -114,9 +118,13 @@ async def collect(deps: Deps, probe: BrokerProbe) -> Snapshot:
         async with conn.begin():
             figures = await _read_database(conn)
     prefix = deps.settings.amqp.queue_prefix
-    queues = {row.consumer: f"{prefix}{row.consumer}" for row in figures["consumers"]}
+    queues = [
+        f"{prefix}{row.consumer}{suffix}"
+        for row in figures["consumers"]
+        for suffix in ("", DLQ_SUFFIX)
+    ]
     broker_up, depths = await _queue_depths(probe, queues)
-    return Snapshot(**figures, queue_depths=depths, broker_up=broker_up)
+    return Snapshot(**figures, queue_prefix=prefix, queue_depths=depths, broker_up=broker_up)
 
 
 def _gauge(
@@ -207,12 +215,20 @@ def _consumers(snap: Snapshot) -> Iterator[Metric]:
     depth = _gauge(
         "metachat_consumer_queue_depth", "Ready messages in the consumer's queue", labels=labels
     )
+    dead = _gauge(
+        "metachat_consumer_dead_letters",
+        "Messages in the consumer's dead-letter queue",
+        labels=labels,
+    )
     for row in snap.consumers:
         position.add_metric([row.consumer], row.position)
         lag.add_metric([row.consumer], max(snap.head - row.position, 0))
-        if row.consumer in snap.queue_depths:
-            depth.add_metric([row.consumer], snap.queue_depths[row.consumer])
-    yield from (position, lag, depth)
+        queue = f"{snap.queue_prefix}{row.consumer}"
+        if queue in snap.queue_depths:
+            depth.add_metric([row.consumer], snap.queue_depths[queue])
+        if queue + DLQ_SUFFIX in snap.queue_depths:
+            dead.add_metric([row.consumer], snap.queue_depths[queue + DLQ_SUFFIX])
+    yield from (position, lag, depth, dead)
 
 
 class _SnapshotCollector(Collector):

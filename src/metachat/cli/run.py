@@ -1,9 +1,38 @@
-"""`metachat run`: every role in one process, or one role (filled in by the run/API work)."""
+"""`metachat run`: every role in one process, or only the roles named with --role."""
+
+import asyncio
+import sys
 
 import click
 
+from metachat.bootstrap import build
+from metachat.cli.common import load
+from metachat.settings import Settings
+from metachat.worker.roles import ROLES, run_roles
+
+
+async def _run(settings: Settings, roles: tuple[str, ...], *, host: str, port: int) -> int:
+    deps = await build(settings)
+    try:
+        return await run_roles(deps, roles, host=host, port=port, stop=asyncio.Event())
+    finally:
+        await deps.close()
+
 
 @click.command("run")
-def command() -> None:
-    """Run the platform."""
-    raise click.ClickException("not built yet")
+@click.option(
+    "--role",
+    "roles",
+    multiple=True,
+    type=click.Choice(ROLES),
+    help="A role to run (repeat for several). Default: all of them.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), help="HTTP port [default: METACHAT_PORT]")
+@click.option("--host", help="HTTP bind address [default: METACHAT_HOST]")
+def command(roles: tuple[str, ...], port: int | None, host: str | None) -> None:
+    """Run the platform: api, relay, projector and consumers, until SIGINT or SIGTERM."""
+    settings = load()
+    code = asyncio.run(
+        _run(settings, roles or ROLES, host=host or settings.host, port=port or settings.port)
+    )
+    sys.exit(code)

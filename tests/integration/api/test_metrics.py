@@ -27,6 +27,7 @@ NAMES = {
     "metachat_consumer_position",
     "metachat_consumer_lag_events",
     "metachat_consumer_queue_depth",
+    "metachat_consumer_dead_letters",
 }
 
 
@@ -108,18 +109,21 @@ class TestMetrics:
         try:
             channel = await connection.channel()
             queue = await channel.declare_queue(queue_name, auto_delete=False)
-            for body in (b"one", b"two", b"three"):
+            dlq = await channel.declare_queue(f"{queue_name}.dlq", auto_delete=False)
+            for body, target in ((b"1", queue), (b"2", queue), (b"3", queue), (b"x", dlq)):
                 await channel.default_exchange.publish(
-                    aio_pika.Message(body), routing_key=queue_name
+                    aio_pika.Message(body), routing_key=target.name
                 )
             _, samples = await _scrape(client)
-            await queue.delete(if_unused=False, if_empty=False)
+            for declared in (queue, dlq):
+                await declared.delete(if_unused=False, if_empty=False)
         finally:
             await connection.close()
         labels = (("consumer", consumer),)
         assert samples[("metachat_consumer_position", labels)] == head - 1
         assert samples[("metachat_consumer_lag_events", labels)] >= 1
         assert samples[("metachat_consumer_queue_depth", labels)] == 3
+        assert samples[("metachat_consumer_dead_letters", labels)] == 1
 
     async def test_a_consumer_without_a_queue_has_no_depth_sample(self, client, api_deps) -> None:
         consumer = f"metrics.noqueue.{uuid.uuid4().hex[:6]}"

@@ -1,0 +1,180 @@
+"""`metachat run`: roles in one process, clean stop on SIGTERM/SIGINT, non-zero exit on a crash."""
+
+import asyncio
+import signal
+import socket
+import subprocess
+import sys
+import time
+from typing import Any
+
+import httpx
+import pytest
+
+from metachat.worker import roles
+from tests.integration.cli.conftest import free_port
+
+
+def _start(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "metachat", "run", *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(
+    url: str, process: subprocess.Popen[str], *, status: int = 200, within: float = 90
+) -> httpx.Response:
+    deadline = time.monotonic() + within
+    last: Any = None
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"process exited with {process.returncode}: {process.stderr.read() if process.stderr else ''}"
+            )
+        try:
+            last = httpx.get(url, timeout=2)
+            if last.status_code == status:
+                return last
+        except httpx.TransportError as exc:
+            last = exc
+        time.sleep(0.2)
+    process.kill()
+    raise AssertionError(f"{url} never answered {status}; last: {last!r}")
+
+
+def _finish(process: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, str]:
+    process.send_signal(sig)
+    _, stderr = process.communicate(timeout=60)
+    return process.returncode, stderr
+
+
+class TestRunProcess:
+    def test_api_role_serves_on_the_given_port_and_stops_on_sigterm(self, cli_env) -> None:
+        port = free_port()
+        process = _start(cli_env, "--role", "api", "--port", str(port), "--host", "127.0.0.1")
+        response = _wait_for(f"http://127.0.0.1:{port}/health/live", process)
+        assert response.headers["x-correlation-id"]
+        code, stderr = _finish(process, signal.SIGTERM)
+        assert code == 0, stderr
+
+    def test_port_comes_from_metachat_port(self, cli_env) -> None:
+        port = free_port()
+        process = _start({**cli_env, "METACHAT_PORT": str(port)}, "--role", "api")
+        _wait_for(f"http://127.0.0.1:{port}/health/live", process)
+        code, stderr = _finish(process, signal.SIGINT)
+        assert code == 0, stderr
+
+    def test_every_role_by_default_until_ready_then_sigterm(self, cli_env) -> None:
+        port = free_port()
+        process = _start({**cli_env, "METACHAT_PORT": str(port), "METACHAT_LOG_LEVEL": "INFO"})
+        ready = _wait_for(f"http://127.0.0.1:{port}/health/ready", process)
+        assert ready.json()["status"] == "ready"
+        code, stderr = _finish(process, signal.SIGTERM)
+        assert code == 0, stderr
+        for role in roles.ROLES:
+            assert role in stderr  # roles_starting names each of them
+
+    def test_a_role_that_cannot_start_exits_non_zero(self, cli_env) -> None:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = taken.getsockname()[1]
+            process = _start(cli_env, "--role", "api", "--port", str(port))
+            _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 1, stderr
+        assert "role_crashed" in stderr
+
+    def test_an_unknown_role_is_refused(self, cli_env) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "metachat", "run", "--role", "nope"],
+            env=cli_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert result.returncode == 2
+        assert "nope" in result.stderr
+
+
+NO_DEPS: Any = object()  # the fake roles never touch their dependencies
+
+
+class _FakeRoles:
+    """Role runners whose behaviour each test chooses, to drive run_roles' supervision."""
+
+    def __init__(self, behaviours: dict[str, str]) -> None:
+        self.behaviours = behaviours
+        self.stopped: list[str] = []
+
+    def runner(self, role: str, **_: Any) -> Any:
+        async def run(deps: Any, stop: asyncio.Event) -> None:
+            behaviour = self.behaviours[role]
+            if behaviour == "crash":
+                raise RuntimeError(f"{role} broke")
+            if behaviour == "return":
+                return
+            await stop.wait()
+            if behaviour == "hang":
+                await asyncio.Event().wait()
+            self.stopped.append(role)
+
+        return run
+
+
+class TestRunRoles:
+    async def test_stop_ends_every_role_with_exit_zero(self, monkeypatch) -> None:
+        fake = _FakeRoles(dict.fromkeys(roles.ROLES, "wait"))
+        monkeypatch.setattr(roles, "_runner", fake.runner)
+        stop = asyncio.Event()
+        running = asyncio.create_task(
+            roles.run_roles(NO_DEPS, roles.ROLES, port=1, host="h", stop=stop)
+        )
+        await asyncio.sleep(0)
+        stop.set()
+        assert await running == 0
+        assert sorted(fake.stopped) == sorted(roles.ROLES)
+
+    @pytest.mark.parametrize("behaviour", ["crash", "return"])
+    async def test_a_role_ending_early_stops_the_others_and_exits_one(
+        self, monkeypatch, behaviour
+    ) -> None:
+        fake = _FakeRoles({"api": "wait", "relay": behaviour, "projector": "wait"})
+        monkeypatch.setattr(roles, "_runner", fake.runner)
+        stop = asyncio.Event()
+        code = await roles.run_roles(
+            NO_DEPS, ["api", "relay", "projector"], port=1, host="h", stop=stop
+        )
+        assert code == 1
+        assert stop.is_set()
+        assert sorted(fake.stopped) == ["api", "projector"]
+
+    async def test_a_role_ignoring_stop_is_cancelled_after_the_grace(self, monkeypatch) -> None:
+        fake = _FakeRoles({"api": "wait", "relay": "hang"})
+        monkeypatch.setattr(roles, "_runner", fake.runner)
+        stop = asyncio.Event()
+        stop.set()
+        code = await roles.run_roles(
+            NO_DEPS, ["api", "relay"], port=1, host="h", stop=stop, grace=0.2
+        )
+        assert code == 1
+        assert fake.stopped == ["api"]
+
+    async def test_sigterm_sets_stop(self, monkeypatch) -> None:
+        fake = _FakeRoles({"api": "wait"})
+        monkeypatch.setattr(roles, "_runner", fake.runner)
+        stop = asyncio.Event()
+        running = asyncio.create_task(
+            roles.run_roles(NO_DEPS, ["api"], port=1, host="h", stop=stop)
+        )
+        for _ in range(100):
+            await asyncio.sleep(0)
+        # Never raise SIGTERM at the default handler: that would end the test run itself.
+        assert signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+        signal.raise_signal(signal.SIGTERM)
+        assert await running == 0
+        assert fake.stopped == ["api"]
