@@ -28,8 +28,18 @@ ORDER BY o.position
 LIMIT %(limit)s
 """
 
-# One statement per batch: only rows the broker acknowledged are listed.
-DELETE = "DELETE FROM eventstore.outbox WHERE position = ANY(%(positions)s::bigint[])"
+# One statement per round: delete exactly the rows the broker acknowledged and beat the relay's
+# heartbeat. `processed` accumulates across leaders, so it behaves as a counter (rate() works).
+SETTLE = """
+WITH settled AS (
+    DELETE FROM eventstore.outbox WHERE position = ANY(%(positions)s::bigint[]) RETURNING 1
+)
+INSERT INTO eventstore.heartbeats AS h (name, holder, beat_at, processed)
+SELECT 'relay', %(holder)s, now(), count(*) FROM settled
+ON CONFLICT (name) DO UPDATE
+SET holder = excluded.holder, beat_at = excluded.beat_at,
+    processed = h.processed + excluded.processed
+"""
 
 # Exponential back-off per row, capped: a long-unroutable event is retried about every `cap`
 # seconds (and alerted each time) rather than hammering the broker or being dropped.
@@ -41,15 +51,6 @@ SET attempts = o.attempts + 1,
         secs => least(%(cap)s::float8, %(base)s::float8 * power(2, least(o.attempts, 30))))
 FROM unnest(%(positions)s::bigint[], %(errors)s::text[]) AS f(position, error)
 WHERE o.position = f.position
-"""
-
-# `processed` accumulates across leaders, so it behaves as a counter (rate() works on it).
-HEARTBEAT = """
-INSERT INTO eventstore.heartbeats AS h (name, holder, beat_at, processed)
-VALUES ('relay', %(holder)s, now(), %(delta)s)
-ON CONFLICT (name) DO UPDATE
-SET holder = excluded.holder, beat_at = excluded.beat_at,
-    processed = h.processed + excluded.processed
 """
 
 _STATS = text("""

@@ -1,7 +1,8 @@
 """R23 checker, relay faults: SIGKILL the relay process mid-batch again and again; lose nothing.
 
 Writers append continuously across many streams while a real relay process (see `relay_proc`)
-is killed with SIGKILL shortly after it starts publishing, then restarted. A sink queue bound
+is killed with SIGKILL shortly after it starts publishing a backlog, then restarted, until
+KILLS kills are proven to have landed mid-batch (published, not yet deleted). A sink queue bound
 `#` records every message. At the end the outbox must drain and the checker reports lost
 (appended, never received), duplicated (received more than once) and unexpected (received,
 never appended). Pass: lost = 0, unexpected = 0, and per stream the first receipts arrive in
@@ -36,6 +37,7 @@ EVENTS = int(os.environ.get("MC_CHECKER_EVENTS", "10000"))
 KILLS = int(os.environ.get("MC_CHECKER_KILLS", "5"))
 WRITERS = 8
 STREAMS_PER_WRITER = 25
+BACKLOG = 600  # rows waiting when a relay restarts: three batches of 200
 
 
 @pytest_asyncio.fixture
@@ -117,17 +119,38 @@ class Writers:
             await asyncio.sleep(rng.random() * 0.01)
 
 
-async def kill_repeatedly(relay: RelayProcess, sink: Sink, rng: random.Random) -> int:
-    """SIGKILL the relay shortly after each restart begins publishing; return the kill count."""
-    kills = 0
-    while kills < KILLS:
+async def kill_repeatedly(
+    relay: RelayProcess, deps: Deps, sink: Sink, rng: random.Random
+) -> tuple[int, int]:
+    """Kill the relay mid-batch until KILLS kills are proven mid-batch; return (kills, proven).
+
+    While the relay is down the writers build a backlog of several batches; the restarted relay
+    is killed a random moment after its first messages reach the sink. A kill is proven
+    mid-batch when a message the sink received is still in the outbox afterwards: the broker
+    had it, the relay had not yet deleted it, the dangerous window of R5.
+    """
+    kills = proven = 0
+    while proven < KILLS and kills < KILLS * 4:
+        await eventually(functools.partial(_backlog, deps, BACKLOG), within=60)
         seen = len(sink.messages)
+        relay.start()
         await eventually(functools.partial(_grew, sink, seen), within=60)
-        await asyncio.sleep(rng.uniform(0.0, 0.25))  # land inside a batch, at a random point
+        await asyncio.sleep(rng.uniform(0.0, 0.1))
         relay.kill()
         kills += 1
-        relay.start()
-    return kills
+        await asyncio.sleep(0.3)  # let the broker hand over what it already routed
+        proven += await _in_flight(deps, sink)
+    relay.start()
+    return kills, proven
+
+
+async def _backlog(deps: Deps, rows: int) -> bool:
+    return len(await outbox_rows(deps.engine)) >= rows
+
+
+async def _in_flight(deps: Deps, sink: Sink) -> bool:
+    waiting = {row.position for row in await outbox_rows(deps.engine)}
+    return any(m.headers["x-position"] in waiting for m in sink.messages)
 
 
 async def _grew(sink: Sink, seen: int) -> bool:
@@ -166,13 +189,12 @@ async def test_killing_the_relay_mid_batch_loses_nothing(
     writers = Writers(deps)
     kills_done = asyncio.Event()
     async with Sink(settings.amqp.url, settings.amqp.exchange) as sink:
-        relay.start()
         try:
             metas = [await a_tenant(deps.engine) for _ in range(WRITERS)]
             tasks = [
                 asyncio.create_task(writers.run(w, metas[w], kills_done)) for w in range(WRITERS)
             ]
-            kills = await kill_repeatedly(relay, sink, random.Random(23))
+            kills, proven = await kill_repeatedly(relay, deps, sink, random.Random(23))
             kills_done.set()
             await asyncio.gather(*tasks)
             await eventually(lambda: _drained(deps), within=180, every=0.2)
@@ -182,13 +204,14 @@ async def test_killing_the_relay_mid_batch_loses_nothing(
                 await eventually(lambda: _all_received(writers, sink), within=30, every=0.2)
         finally:
             relay.stop()
-    report = check(writers.appended, sink) | {"kills": kills}
+    report = check(writers.appended, sink) | {"kills": kills, "proven_mid_batch": proven}
     with capsys.disabled():
         print("\nR23 relay-kill checker:", json.dumps(report))
     assert report["lost"] == 0
     assert report["unexpected"] == 0
     assert report["reordered_streams"] == 0
     assert report["appended"] >= EVENTS
+    assert proven >= KILLS
 
 
 async def _drained(deps: Deps) -> bool:
