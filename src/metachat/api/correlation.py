@@ -23,6 +23,7 @@ from metachat.kernel.logging import bound
 HEADER = "X-Correlation-ID"
 _ACCEPTED = (b"x-correlation-id", b"x-request-id")
 _STATE_KEY = "metachat_correlation_id"
+_QUIET_PREFIXES = ("/health/", "/metrics")
 
 log = structlog.get_logger()
 
@@ -87,7 +88,9 @@ class CorrelationMiddleware(ASGIMiddleware):
             try:
                 await next_app(scope, receive, capture)
             finally:
-                log.info(
+                # Probes and scrapes arrive every few seconds; they would drown the request log.
+                quiet = scope["path"].startswith(_QUIET_PREFIXES)
+                (log.debug if quiet else log.info)(
                     "http_request",
                     method=scope.get("method"),
                     path=scope["path"],

@@ -8,10 +8,14 @@ import sys
 import time
 from typing import Any
 
+import aio_pika
 import httpx
 import pytest
 
+from metachat.eventstore.consumer import dead_letter_exchange_name, topology
+from metachat.settings import Settings, load_settings
 from metachat.worker import roles
+from metachat.worker.consumers_role import CONSUMERS
 from tests.integration.cli.conftest import free_port
 
 
@@ -46,6 +50,21 @@ def _wait_for(
     raise AssertionError(f"{url} never answered {status}; last: {last!r}")
 
 
+async def _delete_broker_objects(settings: Settings) -> None:
+    """Remove what the roles declared under this test's names, so runs leave no queues behind."""
+    connection = await aio_pika.connect(settings.amqp.url)
+    try:
+        channel = await connection.channel()
+        for spec in CONSUMERS:
+            names = topology(spec, settings)
+            for queue in (names.queue, names.dead_letter_queue):
+                await channel.queue_delete(queue)
+        for exchange in (settings.amqp.exchange, dead_letter_exchange_name(settings)):
+            await channel.exchange_delete(exchange)
+    finally:
+        await connection.close()
+
+
 def _finish(process: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, str]:
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
@@ -71,9 +90,12 @@ class TestRunProcess:
     def test_every_role_by_default_until_ready_then_sigterm(self, cli_env) -> None:
         port = free_port()
         process = _start({**cli_env, "METACHAT_PORT": str(port), "METACHAT_LOG_LEVEL": "INFO"})
-        ready = _wait_for(f"http://127.0.0.1:{port}/health/ready", process)
-        assert ready.json()["status"] == "ready"
-        code, stderr = _finish(process, signal.SIGTERM)
+        try:
+            ready = _wait_for(f"http://127.0.0.1:{port}/health/ready", process)
+            assert ready.json()["status"] == "ready"
+            code, stderr = _finish(process, signal.SIGTERM)
+        finally:
+            asyncio.run(_delete_broker_objects(load_settings(cli_env)))
         assert code == 0, stderr
         for role in roles.ROLES:
             assert role in stderr  # roles_starting names each of them
