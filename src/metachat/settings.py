@@ -182,6 +182,24 @@ _FIELDS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
 }
 
 
+PLACEHOLDER = "CHANGE-ME"
+_PRODUCTION_REQUIRED = (*SECRET_VARIABLES, "METACHAT_DATABASE_URL", "METACHAT_AMQP_URL")
+
+
+def _production_problems(environ: Mapping[str, str]) -> list[str]:
+    """Production needs every secret and both URLs, and none may keep the example's placeholder."""
+    problems = []
+    for name in _PRODUCTION_REQUIRED:
+        value = environ.get(name)
+        if not value:
+            problems.append(f"{name}: required when METACHAT_ENV=production (no fallback secrets)")
+        elif PLACEHOLDER.lower() in value.lower():
+            problems.append(
+                f"{name}: still holds the example file's {PLACEHOLDER} placeholder"
+            )
+    return problems
+
+
 def load_settings(environ: Mapping[str, str]) -> Settings:
     """Build validated settings from an environment mapping, or raise one SettingsError."""
     problems: list[str] = []
@@ -204,11 +222,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         else:
             sections.setdefault(path[0], {})[path[1]] = value
     if top.get("env") == "production":
-        problems.extend(
-            f"{name}: required when METACHAT_ENV=production (no fallback secrets)"
-            for name in (*SECRET_VARIABLES, "METACHAT_DATABASE_URL", "METACHAT_AMQP_URL")
-            if not environ.get(name)
-        )
+        problems.extend(_production_problems(environ))
     if problems:
         raise SettingsError(problems)
     kinds = {"amqp": AmqpSettings, "relay": RelaySettings, "projector": ProjectorSettings}

@@ -104,12 +104,20 @@ class TestEnvExamples:
         assert settings.env == "development"
         assert settings.database_url is None  # the embedded PostgreSQL
 
-    def test_production_example_loads_with_its_placeholders(self) -> None:
+    def test_production_example_refuses_its_placeholders_and_loads_once_filled_in(self) -> None:
         assigned, _ = read_env_file(REPO / ".env.production.example")
         assert set(assigned) == set(_FIELDS)
-        settings = load_settings(assigned)
+        with pytest.raises(SettingsError) as refused:
+            load_settings(assigned)
+        for name in (
+            "METACHAT_SECRET_KEY",
+            "METACHAT_API_KEY_PEPPER",
+            "METACHAT_DATABASE_URL",
+            "METACHAT_AMQP_URL",
+        ):
+            assert name in str(refused.value)
+        filled = {k: v.replace("CHANGE-ME", "filled-in") for k, v in assigned.items()}
+        settings = load_settings(filled)
         assert settings.is_production
         assert settings.secret_key is not None
         assert settings.api_key_pepper is not None
-        assert "CHANGE-ME" in settings.secret_key.value
-        assert "CHANGE-ME" in settings.api_key_pepper.value
