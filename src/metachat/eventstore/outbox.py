@@ -13,12 +13,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 # back-off also holds back every later row of its stream, so a retried event is never overtaken
 # by a younger event of the same aggregate (R3). No `FOR UPDATE SKIP LOCKED`: there is exactly
 # one relay (the lease), and skipping locked rows is what reorders events in multi-relay setups.
+# `in_flight` lists rows of batches published but not yet settled, so none is claimed twice.
 CLAIM = """
 SELECT o.position, e.event_id, e.tenant_id, e.stream_id, e.stream_version, e.type,
        e.schema_version, e.occurred_at, e.correlation_id, e.causation_id, e.actor, e.payload
 FROM eventstore.outbox AS o
 JOIN eventstore.events AS e ON e.position = o.position
 WHERE (o.next_attempt_at IS NULL OR o.next_attempt_at <= now())
+  AND o.position <> ALL(%(in_flight)s::bigint[])
   AND NOT EXISTS (
       SELECT 1 FROM eventstore.outbox AS b
       JOIN eventstore.events AS be ON be.position = b.position

@@ -8,21 +8,23 @@ kept and an exponential back-off; nothing is ever dropped. Killing the relay at 
 loses nothing: an unconfirmed row is still in the outbox and is published again (at least once;
 consumers deduplicate by event id).
 
+Up to `IN_FLIGHT_BATCHES` batches are out at once: the next batch is claimed and published
+while the broker is still confirming the previous one (a quorum queue confirms only after its
+log is flushed), so a slow confirm does not hold back the events committed meanwhile.
+
 The relay wakes on `NOTIFY metachat_events` and also polls, so a lost hint only delays.
 """
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Coroutine, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import aio_pika
-import msgspec
 import psycopg
 import structlog
 from aio_pika.abc import AbstractExchange
-from aio_pika.exceptions import DeliveryError, PublishError
 from psycopg.rows import namedtuple_row
 
 from metachat.database.engine import libpq_url
@@ -32,6 +34,7 @@ from metachat.eventstore.leader import holder_name, wait_for_lease
 from metachat.eventstore.notify import CHANNEL
 from metachat.eventstore.outbox import OutboxStats, outbox_stats
 from metachat.eventstore.postgres import envelope_from_row
+from metachat.eventstore.publisher import publish_batch, to_message
 from metachat.kernel.logging import bound
 from metachat.settings import Settings
 
@@ -40,8 +43,8 @@ log = structlog.get_logger()
 __all__ = ["OutboxStats", "Relay", "RelayStats", "outbox_stats", "to_message"]
 
 LEASE_NAME = "relay"
-PUBLISH_TIMEOUT = 30.0
-"""Seconds to wait for a confirm; past it the outcome is unknown, so the relay reconnects."""
+IN_FLIGHT_BATCHES = 2
+"""Batches published and awaiting confirms at once; two overlap a claim with a confirm wait."""
 
 # Failures that end a leadership term: the relay closes everything, backs off and starts over.
 _CONNECTION_FAILURES: tuple[type[BaseException], ...] = (
@@ -51,8 +54,6 @@ _CONNECTION_FAILURES: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
 )
-
-_encoder = msgspec.json.Encoder()
 
 
 @dataclass
@@ -66,32 +67,41 @@ class RelayStats:
     leading: bool = False
 
 
-@dataclass
-class _Outcome:
-    confirmed: list[int] = field(default_factory=list)
-    failed: list[tuple[Envelope, str]] = field(default_factory=list)
-    broken: BaseException | None = None
+class _Window:
+    """Batches published but not settled yet; their rows are left out of the next claims."""
 
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task[None], list[int]] = {}
+        self.changed = asyncio.Event()
 
-def to_message(envelope: Envelope) -> aio_pika.Message:
-    """Build the AMQP message of an envelope, as the public contract describes it."""
-    return aio_pika.Message(
-        body=_encoder.encode(envelope),
-        message_id=str(envelope.event_id),
-        content_type="application/json",
-        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        timestamp=envelope.occurred_at,
-        correlation_id=str(envelope.correlation_id),
-        type=envelope.type,
-        headers={
-            "x-tenant-id": str(envelope.tenant_id),
-            "x-event-type": envelope.type,
-            "x-stream-id": envelope.stream_id,
-            "x-stream-version": envelope.stream_version,
-            "x-position": envelope.position,
-            "x-correlation-id": str(envelope.correlation_id),
-        },
-    )
+    @property
+    def positions(self) -> list[int]:
+        return [position for positions in self.tasks.values() for position in positions]
+
+    def full(self) -> bool:
+        return len(self.tasks) >= IN_FLIGHT_BATCHES
+
+    def launch(self, work: Coroutine[Any, Any, None], positions: list[int]) -> None:
+        task = asyncio.create_task(work, name="relay-batch")
+        task.add_done_callback(lambda _: self.changed.set())
+        self.tasks[task] = positions
+
+    def reap(self) -> None:
+        """Forget settled batches; re-raise the failure of a batch that broke."""
+        for task in [task for task in self.tasks if task.done()]:
+            del self.tasks[task]
+            task.result()
+
+    async def close(self, *, cancel: bool) -> None:
+        """Wait for the batches still out (cancelled first when the term is ending in error)."""
+        for task in self.tasks:
+            if cancel:
+                task.cancel()
+        results = await asyncio.gather(*self.tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("relay_batch_abandoned", error=repr(result))
+        self.tasks.clear()
 
 
 class Relay:
@@ -172,26 +182,45 @@ class Relay:
         wake: asyncio.Event,
         stop: asyncio.Event,
     ) -> None:
-        relay = self._settings.relay
-        while not stop.is_set():
-            # Clear before reading: a NOTIFY that lands during the round wakes the next one.
-            wake.clear()
-            count = await self.publish_round(conn, exchange)
-            if count < relay.batch_size:
-                await _wait_any(wake, stop, within=relay.poll_interval)
+        poll = self._settings.relay.poll_interval
+        window = _Window()
+        try:
+            while not stop.is_set():
+                # Clear before reading: a NOTIFY that lands during the round wakes the next one.
+                wake.clear()
+                window.changed.clear()
+                window.reap()
+                if window.full() or not await self._launch(conn, exchange, window):
+                    await _wait_any(wake, stop, window.changed, within=poll)
+        except BaseException:
+            await window.close(cancel=True)
+            raise
+        # A clean stop settles what the broker confirmed instead of publishing it again.
+        await window.close(cancel=False)
 
-    async def publish_round(
-        self, conn: psycopg.AsyncConnection[Any], exchange: AbstractExchange
-    ) -> int:
-        """Publish one batch, settle its rows and beat; return how many rows the batch held.
-
-        The heartbeat rides on the statement that deletes the confirmed rows, so an idle round
-        still beats and a busy one costs a single round trip and commit.
-        """
-        cursor = await conn.execute(sql.CLAIM, {"limit": self._settings.relay.batch_size})
-        rows = await cursor.fetchall()
+    async def _launch(
+        self, conn: psycopg.AsyncConnection[Any], exchange: AbstractExchange, window: _Window
+    ) -> bool:
+        """Claim a batch and start publishing it; True when more rows are probably waiting."""
+        limit = self._settings.relay.batch_size
+        params = {"limit": limit, "in_flight": window.positions}
+        rows = await (await conn.execute(sql.CLAIM, params)).fetchall()
+        if not rows:
+            if not window.tasks:  # idle: beat anyway (settling a batch beats otherwise)
+                await conn.execute(sql.SETTLE, {"positions": [], "holder": self.holder})
+            return False
         envelopes = [envelope_from_row(row) for row in rows]
-        outcome = await _publish_all(exchange, envelopes) if envelopes else _Outcome()
+        window.launch(self._publish(conn, exchange, envelopes), [e.position for e in envelopes])
+        return len(rows) == limit
+
+    async def _publish(
+        self,
+        conn: psycopg.AsyncConnection[Any],
+        exchange: AbstractExchange,
+        envelopes: Sequence[Envelope],
+    ) -> None:
+        """Publish one batch, then delete what was confirmed and beat, in one statement."""
+        outcome = await publish_batch(exchange, envelopes)
         await conn.execute(sql.SETTLE, {"positions": outcome.confirmed, "holder": self.holder})
         if outcome.failed:
             await self._hold_back(conn, outcome.failed)
@@ -199,7 +228,6 @@ class Relay:
         self.stats.rounds += 1
         if outcome.broken is not None:
             raise outcome.broken
-        return len(rows)
 
     async def _hold_back(
         self, conn: psycopg.AsyncConnection[Any], failed: Sequence[tuple[Envelope, str]]
@@ -252,35 +280,6 @@ class Relay:
             except (psycopg.Error, OSError) as exc:
                 log.warning("relay_listen_reconnecting", error=repr(exc))
                 await asyncio.sleep(self._settings.relay.poll_interval)
-
-
-async def _publish_all(exchange: AbstractExchange, envelopes: Sequence[Envelope]) -> _Outcome:
-    """Publish every envelope at once and wait for all confirms (pipelined, in position order).
-
-    The publishes enter the channel in list order, so the broker routes them in position order;
-    awaiting them together keeps one round trip per batch instead of one per message.
-    """
-    results = await asyncio.gather(
-        *(
-            exchange.publish(
-                to_message(env), env.routing_key, mandatory=True, timeout=PUBLISH_TIMEOUT
-            )
-            for env in envelopes
-        ),
-        return_exceptions=True,
-    )
-    outcome = _Outcome()
-    for env, result in zip(envelopes, results, strict=True):
-        if isinstance(result, PublishError):
-            outcome.failed.append((env, f"unroutable: {result.reason}"))
-        elif isinstance(result, DeliveryError):
-            outcome.failed.append((env, f"nacked: {result.reason}"))
-        elif isinstance(result, BaseException):
-            # Unknown outcome (connection lost, timeout): leave the row as it is, publish again.
-            outcome.broken = outcome.broken or result
-        else:
-            outcome.confirmed.append(env.position)
-    return outcome
 
 
 async def _wait_any(*events: asyncio.Event, within: float) -> None:
