@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import Sequence
 
 import structlog
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.eventstore.postgres import GapFreeReader, PostgresEventStore
@@ -96,6 +97,14 @@ class ProjectionRunner:
                 # Someone else wrote the checkpoint: our batch was rolled back; stand down and
                 # contend again, which re-reads the checkpoint before any further write.
                 log.exception("projection_checkpoint_conflict", projection=self.projection.name)
+            except OperationalError as exc:
+                # The database went away (restart, failover, a killed backend): an operational
+                # event, not a bug, so one line without a traceback; the lease went with it.
+                log.warning(
+                    "projection_runner_disconnected",
+                    projection=self.projection.name,
+                    error=str(exc.orig or exc).splitlines()[0],
+                )
             except Exception:
                 log.exception("projection_runner_failed", projection=self.projection.name)
             await wait_for_any([stop], _ERROR_BACKOFF)
