@@ -10,6 +10,7 @@ from metachat.bootstrap import Deps
 from metachat.cli.common import with_deps
 from metachat.eventstore.projection import (
     LeaseTimeoutError,
+    ProjectionNotInstalledError,
     ProjectionStatus,
     RebuildError,
     RebuildProgress,
@@ -108,7 +109,7 @@ def rebuild(name: str) -> None:
 
     try:
         result = with_deps(go)
-    except (RebuildError, LeaseTimeoutError) as exc:
+    except (RebuildError, LeaseTimeoutError, ProjectionNotInstalledError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"rebuilt {result.name} into generation {result.generation}: {result.events} events "

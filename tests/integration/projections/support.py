@@ -1,11 +1,12 @@
 """Helpers for the projection tests: a tenant event writer, an independent oracle, model reads."""
 
 import asyncio
+import contextlib
 import dataclasses
 import random
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -14,11 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from metachat.eventstore.envelope import Event, Metadata, Recorded
 from metachat.eventstore.postgres import PostgresEventStore
-from metachat.eventstore.projection import Projection
+from metachat.eventstore.projection import Projection, ProjectionRunner
 from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
+from metachat.settings import ProjectorSettings
 from metachat.tenants.events import ApiKeyIssued, ApiKeyRevoked, TenantCreated, TenantRenamed
 from metachat.tenants.model import stream_id
+from metachat.tenants.projections import TENANT_DIRECTORY
 
 Row = tuple[str, datetime, datetime, int, int]
 
@@ -239,3 +242,32 @@ def instrumented(projection: Projection, applied: list[int]) -> Projection:
     return dataclasses.replace(
         projection, handlers={t: wrap(h) for t, h in projection.handlers.items()}
     )
+
+
+async def schemas(engine: AsyncEngine) -> list[str]:
+    """Every projection generation schema in the database."""
+    query = text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'proj%' ORDER BY 1")
+    async with engine.connect() as conn:
+        return list((await conn.scalars(query)).all())
+
+
+async def view_target(engine: AsyncEngine) -> str:
+    """The definition of the tenant directory view (which generation it reads)."""
+    async with engine.connect() as conn:
+        return str(await conn.scalar(text("SELECT pg_get_viewdef('tenants.tenant_directory')")))
+
+
+LIVE = ProjectorSettings(batch_size=500, poll_interval=0.05)
+
+
+@contextlib.asynccontextmanager
+async def live_runner(store: PostgresEventStore) -> AsyncIterator[ProjectionRunner]:
+    """A live tenant-directory runner for the duration of the block."""
+    runner = ProjectionRunner(TENANT_DIRECTORY, store=store, settings=LIVE)
+    stop = asyncio.Event()
+    task = asyncio.create_task(runner.run(stop))
+    try:
+        yield runner
+    finally:
+        stop.set()
+        await task

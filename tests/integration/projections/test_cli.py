@@ -4,10 +4,13 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 from metachat.bootstrap import Deps
 from tests.conftest import AMQP_URL, REPO, SESSION
 from tests.integration.projections.support import TenantWriter, head, oracle, read_model
+
+HEADER = ["name", "position", "head", "lag", "lag_s", "heartbeat", "generation"]
 
 
 def _env(database_url: str) -> dict[str, str]:
@@ -37,36 +40,29 @@ def metachat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     )
 
 
+def _status(env: dict[str, str]) -> dict[str, Any]:
+    result = metachat(env, "status", "--json")
+    assert result.returncode == 0, result.stderr
+    (status,) = [json.loads(line) for line in result.stdout.splitlines()]
+    return status
+
+
 class TestProjectionsCli:
     async def test_status_then_rebuild_then_status(self, deps: Deps) -> None:
         await TenantWriter(deps.store).seed(tenants=300)
         env = _env(deps.database_url)
         top = await head(deps.engine)
 
-        result = metachat(env, "status", "--json")
-        assert result.returncode == 0, result.stderr
-        (status,) = [json.loads(line) for line in result.stdout.splitlines()]
+        status = _status(env)
         assert status["name"] == "tenant_directory"
-        assert (status["position"], status["head"], status["lag_events"], status["generation"]) == (
-            0,
-            top,
-            top,
-            1,
-        )
+        got = (status["position"], status["head"], status["lag_events"], status["generation"])
+        assert got == (0, top, top, 1)
         assert status["heartbeat_at"] is None
 
         table = metachat(env, "status")
         assert table.returncode == 0, table.stderr
         header, row = table.stdout.splitlines()
-        assert header.split() == [
-            "name",
-            "position",
-            "head",
-            "lag",
-            "lag_s",
-            "heartbeat",
-            "generation",
-        ]
+        assert header.split() == HEADER
         assert row.split()[:4] == ["tenant_directory", "0", str(top), str(top)]
 
         rebuilt = metachat(env, "rebuild", "tenant_directory")
@@ -79,8 +75,7 @@ class TestProjectionsCli:
         assert "[done]" in rebuilt.stderr, "progress lines go to stderr"
         assert await read_model(deps.engine) == await oracle(deps.engine)
 
-        after = metachat(env, "status", "--json")
-        (status,) = [json.loads(line) for line in after.stdout.splitlines()]
+        status = _status(env)
         assert (status["position"], status["lag_events"], status["generation"]) == (top, 0, 2)
 
     async def test_rebuild_of_an_unknown_projection_names_the_known_ones(self, deps: Deps) -> None:

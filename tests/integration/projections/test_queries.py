@@ -5,6 +5,7 @@ import dataclasses
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from sqlalchemy import MetaData
@@ -58,46 +59,45 @@ class TestTenantDirectoryQueries:
         assert missing is None
 
 
+def _recording(calls: list[tuple[str, list[int]]], name: str) -> Any:
+    async def handle(conn: object, records: Sequence[Recorded]) -> None:
+        calls.append((name, [r.envelope.position for r in records]))
+
+    return handle
+
+
+def _recorded(position: int, stream: str, type_: str) -> Recorded:
+    env = Envelope(
+        event_id=uuid.uuid4(),
+        type=type_,
+        schema_version=1,
+        tenant_id=uuid.uuid4(),
+        stream_id=stream,
+        stream_version=1,
+        position=position,
+        occurred_at=datetime.now(UTC),
+        correlation_id=uuid.uuid4(),
+        causation_id=None,
+        actor=Actor.system(),
+        payload={},
+    )
+    return Recorded(envelope=env, event=a_key() if type_ == "k" else TenantRenamed(name="x"))
+
+
 class TestRounds:
     async def test_keys_keep_their_order_and_types_are_batched(self) -> None:
         calls: list[tuple[str, list[int]]] = []
-
-        def handler(name: str):
-            async def handle(conn: object, records: Sequence[Recorded]) -> None:
-                calls.append((name, [r.envelope.position for r in records]))
-
-            return handle
-
-        def rec(position: int, stream: str, type_: str) -> Recorded:
-            env = Envelope(
-                event_id=uuid.uuid4(),
-                type=type_,
-                schema_version=1,
-                tenant_id=uuid.uuid4(),
-                stream_id=stream,
-                stream_version=1,
-                position=position,
-                occurred_at=datetime.now(UTC),
-                correlation_id=uuid.uuid4(),
-                causation_id=None,
-                actor=Actor.system(),
-                payload={},
-            )
-            return Recorded(
-                envelope=env, event=a_key() if type_ == "k" else TenantRenamed(name="x")
-            )
-
         projection = dataclasses.replace(
-            TENANT_DIRECTORY, handlers={"a": handler("a"), "k": handler("k")}
+            TENANT_DIRECTORY, handlers={"a": _recording(calls, "a"), "k": _recording(calls, "k")}
         )
         page = [
-            rec(1, "s1", "a"),
-            rec(2, "s1", "k"),
-            rec(3, "s2", "a"),
-            rec(4, "s2", "k"),
-            rec(5, "s1", "a"),
-            rec(6, "s3", "ignored"),
-            rec(7, "s3", "k"),
+            _recorded(1, "s1", "a"),
+            _recorded(2, "s1", "k"),
+            _recorded(3, "s2", "a"),
+            _recorded(4, "s2", "k"),
+            _recorded(5, "s1", "a"),
+            _recorded(6, "s3", "ignored"),
+            _recorded(7, "s3", "k"),
         ]
         handled = await projection.apply(None, page)  # type: ignore[arg-type]
         assert handled == 6

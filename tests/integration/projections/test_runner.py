@@ -5,6 +5,7 @@ import contextlib
 import os
 import random
 
+import msgspec
 import pytest
 from sqlalchemy import make_url, text
 
@@ -20,6 +21,7 @@ from metachat.eventstore.projection import (
 )
 from metachat.settings import ProjectorSettings
 from metachat.tenants.projections import TENANT_DIRECTORY
+from metachat.worker.projector_role import build_runners, run_projector
 from tests.integration.projections.support import (
     TenantWriter,
     all_positions,
@@ -56,6 +58,39 @@ async def _terminate_runner_backends(deps: Deps) -> int:
         return sum(1 for k in killed if k)
 
 
+class Restarts:
+    """Runner incarnations over one store: what each applied, and how much of it was seen before."""
+
+    def __init__(self, store: PostgresEventStore) -> None:
+        self.store = store
+        self.seen: set[int] = set()
+        self.reprocessed: list[int] = []
+        self.terminated = 0
+
+    async def incarnation(self, deps: Deps, rng: random.Random | None) -> None:
+        """Run one runner; kill it at a random point (rng), or let it catch up (None)."""
+        applied: list[int] = []
+        runner = ProjectionRunner(
+            instrumented(TENANT_DIRECTORY, applied), store=self.store, settings=FAST
+        )
+        stop = asyncio.Event()
+        task = asyncio.create_task(runner.run(stop))
+        if rng is None:
+            await eventually(lambda: caught_up(deps.engine))
+            stop.set()
+            await task
+        else:
+            await asyncio.sleep(rng.uniform(0.02, 0.25))
+            if rng.random() < 0.5:  # the server side dies first: the in-flight batch aborts
+                self.terminated += await _terminate_runner_backends(deps)
+                await asyncio.sleep(rng.uniform(0, 0.01))
+            await _stop(task)
+        again = len(applied) - len(set(applied) - self.seen)
+        self.reprocessed.append(again)
+        self.seen |= set(applied)
+        assert again <= BATCH, f"a restart re-applied {again} events (batch {BATCH})"
+
+
 class TestCheckpointIsLastProcessedPosition:
     async def test_killed_anywhere_reprocesses_at_most_one_batch_and_misses_nothing(
         self, deps: Deps
@@ -66,51 +101,26 @@ class TestCheckpointIsLastProcessedPosition:
         # The runner gets its own engine, named, so that its backends can be killed alone.
         url = make_url(deps.database_url).update_query_dict({"application_name": RUNNER_APP})
         engine = create_engine(url.render_as_string(hide_password=False), pool_size=2)
-        store = PostgresEventStore(engine, deps.registry)
+        restarts = Restarts(PostgresEventStore(engine, deps.registry))
         stop_writers = asyncio.Event()
         writers = [
             asyncio.create_task(writer.churn(stop_writers, random.Random(i))) for i in range(4)
         ]
-        seen: set[int] = set()
-        reprocessed: list[int] = []
-        terminated = 0
         try:
             for _ in range(KILL_RUNS):
-                applied: list[int] = []
-                runner = ProjectionRunner(
-                    instrumented(TENANT_DIRECTORY, applied), store=store, settings=FAST
-                )
-                task = asyncio.create_task(runner.run(asyncio.Event()))
-                await asyncio.sleep(rng.uniform(0.02, 0.25))
-                if rng.random() < 0.5:  # the server side dies first: the in-flight batch aborts
-                    terminated += await _terminate_runner_backends(deps)
-                    await asyncio.sleep(rng.uniform(0, 0.01))
-                await _stop(task)
-                again = len(applied) - len(set(applied) - seen)
-                reprocessed.append(again)
-                seen |= set(applied)
-                assert again <= BATCH, f"a restart re-applied {again} events (batch {BATCH})"
+                await restarts.incarnation(deps, rng)
             stop_writers.set()
             await asyncio.gather(*writers)
-            applied = []
-            final = ProjectionRunner(
-                instrumented(TENANT_DIRECTORY, applied), store=store, settings=FAST
-            )
-            stop = asyncio.Event()
-            task = asyncio.create_task(final.run(stop))
-            await eventually(lambda: caught_up(deps.engine))
-            stop.set()
-            await task
+            await restarts.incarnation(deps, None)
         finally:
             stop_writers.set()
             await asyncio.gather(*writers, return_exceptions=True)
             await engine.dispose()
-        assert len(applied) - len(set(applied) - seen) <= BATCH
-        seen |= set(applied)
-        missed = await all_positions(deps.engine) - seen
+        missed = await all_positions(deps.engine) - restarts.seen
         print(
-            f"\nR10: {KILL_RUNS} kills ({terminated} backend terminations), events={len(seen)}, "
-            f"re-applied per restart max={max(reprocessed)} total={sum(reprocessed)}, missed={len(missed)}"
+            f"\nR10: {KILL_RUNS} kills ({restarts.terminated} backend terminations), events={len(restarts.seen)}, "
+            f"re-applied per restart max={max(restarts.reprocessed)} total={sum(restarts.reprocessed)}, "
+            f"missed={len(missed)}"
         )
         assert missed == set()
         assert await read_model(deps.engine) == await oracle(deps.engine)
@@ -131,11 +141,7 @@ class TestSingleWriter:
         )
         stop_a, stop_b = asyncio.Event(), asyncio.Event()
         task_a = asyncio.create_task(a.run(stop_a))
-
-        async def a_active() -> bool:
-            return a.active
-
-        await eventually(a_active)
+        await eventually(lambda: _all_active([a]))
         task_b = asyncio.create_task(b.run(stop_b))
         for _ in range(5):
             await writer.seed(tenants=20, per_tx=10)
@@ -237,3 +243,29 @@ class TestHeartbeat:
         assert later.heartbeat_age_seconds is not None
         assert stopped.heartbeat_age_seconds is not None
         assert later.heartbeat_age_seconds > stopped.heartbeat_age_seconds
+
+
+class TestProjectorRole:
+    async def test_run_projector_is_woken_by_notify_and_stops_on_request(self, deps: Deps) -> None:
+        # A poll interval far beyond the wait below: only the NOTIFY wake-up can explain catching up.
+        slow = msgspec.structs.replace(
+            deps.settings, projector=ProjectorSettings(poll_interval=300.0)
+        )
+        role_deps = msgspec.structs.replace(deps, settings=slow)
+        runners = build_runners(role_deps)
+        stop = asyncio.Event()
+        task = asyncio.create_task(run_projector(role_deps, stop, runners=runners))
+        await eventually(lambda: _all_active(runners), within=10)
+        writer = TenantWriter(deps.store)
+        for i in range(3):
+            await writer.create_tenant(f"woken-{i}")
+            await eventually(lambda: caught_up(deps.engine), within=10)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+        assert await read_model(deps.engine) == await oracle(deps.engine)
+        (status,) = await projection_status(deps.engine)
+        assert status.lag_events == 0
+
+
+async def _all_active(runners: list[ProjectionRunner]) -> bool:
+    return all(r.active for r in runners)

@@ -41,12 +41,12 @@ from metachat.eventstore.projection.checkpoints import (
 )
 from metachat.eventstore.projection.definition import PLACEHOLDER, Handler, Projection, by_stream
 from metachat.eventstore.projection.lease import LeaseTimeoutError
-from metachat.eventstore.projection.rebuild import (
+from metachat.eventstore.projection.rebuild import rebuild
+from metachat.eventstore.projection.replay import (
     ProgressFn,
     RebuildError,
     RebuildProgress,
     RebuildResult,
-    rebuild,
 )
 from metachat.eventstore.projection.runner import ProjectionRunner, process_batch
 from metachat.eventstore.projection.schema import install, uninstall

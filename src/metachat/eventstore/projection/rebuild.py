@@ -16,147 +16,20 @@ it never appends events, never writes the outbox and never runs a consumer (R13)
 """
 
 import time
-from collections.abc import Callable
-from typing import Literal
 
 import msgspec
 import structlog
-from psycopg import errors as pg_errors
-from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metachat.eventstore.envelope import Recorded
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.projection import lease
 from metachat.eventstore.projection.checkpoints import load_checkpoint
 from metachat.eventstore.projection.definition import Projection
-from metachat.eventstore.projection.schema import (
-    create_generation,
-    drop_generation,
-    generations,
-    point_views,
-)
+from metachat.eventstore.projection.replay import ProgressFn, RebuildError, RebuildResult, Replay
+from metachat.eventstore.projection.schema import create_generation, drop_generation, generations
+from metachat.eventstore.projection.switch import drop_replaced, switch
 
 log = structlog.get_logger()
-
-Phase = Literal["replay", "handover", "catch-up", "switch", "done"]
-
-
-class RebuildProgress(msgspec.Struct, frozen=True, kw_only=True):
-    """A progress report, sent after every page."""
-
-    name: str
-    generation: int
-    phase: Phase
-    events: int
-    position: int
-    head: int
-    events_per_s: float
-
-
-class RebuildResult(msgspec.Struct, frozen=True, kw_only=True):
-    """The final figures of a rebuild."""
-
-    name: str
-    generation: int
-    events: int
-    position: int
-    seconds: float
-    events_per_s: float
-    handover_seconds: float
-    switch_seconds: float
-    dropped_generation: int | None
-
-
-class RebuildError(RuntimeError):
-    """The rebuild could not finish; generation N still serves and N+1 has been dropped."""
-
-
-ProgressFn = Callable[[RebuildProgress], None]
-
-# A long reader transaction must not make the switch (or the drop) wait forever, and while
-# they wait, new readers queue behind their exclusive lock: give up quickly and try again.
-_DDL_LOCK_TIMEOUT = "2s"
-_DDL_ATTEMPTS = 5
-
-_LOCK_CHECKPOINT = text(
-    "SELECT position, generation FROM eventstore.checkpoints WHERE name = :n FOR UPDATE"
-)
-_SWITCH_CHECKPOINT = text("""
-UPDATE eventstore.checkpoints
-SET generation = :new, position = :p, updated_at = now(), heartbeat_at = now()
-WHERE name = :n AND generation = :old
-""")
-
-
-class _Replay:
-    """One rebuild's connection, reader and counters."""
-
-    def __init__(
-        self,
-        projection: Projection,
-        store: PostgresEventStore,
-        conn: AsyncConnection,
-        *,
-        generation: int,
-        batch_size: int,
-        progress: ProgressFn | None,
-    ) -> None:
-        self.projection, self.store, self.conn = projection, store, conn
-        self.generation, self.batch_size, self.progress = generation, batch_size, progress
-        self.reader = store.reader()
-        self.position = 0
-        self.events = 0
-        self.started = time.perf_counter()
-
-    async def apply_page(self) -> list[Recorded]:
-        """Read and apply one page inside the caller's transaction (counters move on commit)."""
-        page = await self.reader.read(after=self.position, limit=self.batch_size, conn=self.conn)
-        if page:
-            await self.projection.apply(self.conn, page)
-        return page
-
-    def advance(self, page: list[Recorded]) -> None:
-        """Count a committed page."""
-        if page:
-            self.position = page[-1].envelope.position
-            self.events += len(page)
-
-    async def step(self) -> int:
-        """Apply and commit one page; return its size."""
-        async with self.conn.begin():
-            page = await self.apply_page()
-        self.advance(page)
-        return len(page)
-
-    @property
-    def rate(self) -> float:
-        """Events per second since the start."""
-        return self.events / max(time.perf_counter() - self.started, 1e-9)
-
-    async def report(self, phase: Phase) -> None:
-        """Send a progress report."""
-        if self.progress is None:
-            return
-        async with self.conn.begin():
-            head = int(
-                await self.conn.scalar(
-                    text("SELECT coalesce(max(position), 0) FROM eventstore.events")
-                )
-                or 0
-            )
-        self.progress(
-            RebuildProgress(
-                name=self.projection.name,
-                generation=self.generation,
-                phase=phase,
-                events=self.events,
-                position=self.position,
-                head=max(head, self.position),
-                events_per_s=self.rate,
-            )
-        )
 
 
 async def _prepare(conn: AsyncConnection, projection: Projection) -> int:
@@ -173,7 +46,7 @@ async def _prepare(conn: AsyncConnection, projection: Projection) -> int:
     return current
 
 
-async def _take_lease(replay: _Replay, *, wait_s: float) -> float:
+async def _take_lease(replay: Replay, *, wait_s: float) -> float:
     """Ask the live runner for the lease and wait for it; return how long that took."""
     started = time.perf_counter()
     name = replay.projection.name
@@ -182,7 +55,7 @@ async def _take_lease(replay: _Replay, *, wait_s: float) -> float:
     return time.perf_counter() - started
 
 
-async def _catch_up_to_live(replay: _Replay, old: int) -> None:
+async def _catch_up_to_live(replay: Replay, old: int) -> None:
     """Replay until N+1 is at least where the (now frozen) generation N stands."""
     async with replay.conn.begin():
         live = await load_checkpoint(replay.conn, replay.projection.name)
@@ -196,53 +69,13 @@ async def _catch_up_to_live(replay: _Replay, old: int) -> None:
         await replay.report("catch-up")
 
 
-async def _switch(replay: _Replay, old: int) -> float:
-    """Apply the last page, point the views and the checkpoint at N+1: one transaction."""
-    conn, name = replay.conn, replay.projection.name
-    for attempt in range(1, _DDL_ATTEMPTS + 1):
-        started = time.perf_counter()
-        try:
-            async with conn.begin():
-                await conn.execute(text(f"SET LOCAL lock_timeout = '{_DDL_LOCK_TIMEOUT}'"))
-                live = (await conn.execute(_LOCK_CHECKPOINT, {"n": name})).one()
-                if live.generation != old or live.position > replay.position:
-                    raise RebuildError(f"checkpoint of {name!r} moved during the hand-over")
-                page = await replay.apply_page()
-                position = page[-1].envelope.position if page else replay.position
-                await conn.run_sync(point_views, replay.projection, old + 1)
-                await conn.execute(
-                    _SWITCH_CHECKPOINT, {"n": name, "new": old + 1, "old": old, "p": position}
-                )
-        except DBAPIError as exc:
-            if not isinstance(exc.orig, pg_errors.LockNotAvailable) or attempt == _DDL_ATTEMPTS:
-                raise
-            log.warning("projection_switch_retry", projection=name, attempt=attempt)
-            continue
-        replay.advance(page)
-        return time.perf_counter() - started
-    raise AssertionError("unreachable")
-
-
-async def _drop_old(conn: AsyncConnection, projection: Projection, generation: int) -> int | None:
-    """Drop generation N once no reader holds it; leave it for the next rebuild if one does."""
-    for attempt in range(1, _DDL_ATTEMPTS + 1):
-        try:
-            async with conn.begin():
-                await conn.execute(text(f"SET LOCAL lock_timeout = '{_DDL_LOCK_TIMEOUT}'"))
-                await conn.run_sync(drop_generation, projection, generation)
-        except DBAPIError as exc:
-            if not isinstance(exc.orig, pg_errors.LockNotAvailable):
-                raise
-            log.warning("projection_drop_retry", projection=projection.name, attempt=attempt)
-            continue
-        return generation
-    log.warning(
-        "projection_old_generation_kept",
-        projection=projection.name,
-        generation=generation,
-        reason="still in use by a reader; the next rebuild drops it",
-    )
-    return None
+async def _release_and_drop(replay: Replay, old: int) -> int | None:
+    """Let the runner resume on N+1 at once, then drop N (which needs no lease)."""
+    name = replay.projection.name
+    await lease.unlock(replay.conn, lease.Lock.LEASE, name)
+    await lease.unlock(replay.conn, lease.Lock.HANDOVER, name)
+    await replay.report("done")
+    return await drop_replaced(replay.conn, replay.projection, old)
 
 
 async def _discard(store: PostgresEventStore, projection: Projection, generation: int) -> None:
@@ -269,13 +102,14 @@ async def rebuild(
     Raises:
         RebuildError: another rebuild runs, or the checkpoint moved under the hand-over.
         LeaseTimeoutError: the live runner did not let go of the lease within the timeout.
+        ProjectionNotInstalledError: the projection has no checkpoint.
     """
     conn = await store.engine.connect()
     old: int | None = None
     switched = False
     try:
         old = await _prepare(conn, projection)
-        replay = _Replay(
+        replay = Replay(
             projection, store, conn, generation=old + 1, batch_size=batch_size, progress=progress
         )
         while await replay.step() == batch_size:
@@ -283,36 +117,15 @@ async def rebuild(
         await replay.report("handover")
         handover = await _take_lease(replay, wait_s=handover_timeout)
         await _catch_up_to_live(replay, old)
-        switch = await _switch(replay, old)
+        switch_seconds = await switch(replay, old)
         switched = True
-        # The runner may resume on N+1 now; dropping N does not need the lease.
-        await lease.unlock(conn, lease.Lock.LEASE, projection.name)
-        await lease.unlock(conn, lease.Lock.HANDOVER, projection.name)
-        await replay.report("done")
-        dropped = await _drop_old(conn, projection, old)
+        dropped = await _release_and_drop(replay, old)
     finally:
         # Closing the connection for real releases every session lock it still holds.
         await conn.invalidate()
         await conn.close()
         if old is not None and not switched:
             await _discard(store, projection, old + 1)
-    seconds = time.perf_counter() - replay.started
-    log.info(
-        "projection_rebuilt",
-        projection=projection.name,
-        generation=old + 1,
-        events=replay.events,
-        seconds=round(seconds, 3),
-        switch_seconds=round(switch, 4),
-    )
-    return RebuildResult(
-        name=projection.name,
-        generation=old + 1,
-        events=replay.events,
-        position=replay.position,
-        seconds=seconds,
-        events_per_s=replay.rate,
-        handover_seconds=handover,
-        switch_seconds=switch,
-        dropped_generation=dropped,
-    )
+    result = replay.result(handover_s=handover, switch_s=switch_seconds, dropped=dropped)
+    log.info("projection_rebuilt", **msgspec.structs.asdict(result))
+    return result
