@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from metachat.analytics import ACTIVITY_CONSUMER
 from metachat.settings import Settings
 from tests.conftest import REPO
@@ -26,6 +28,9 @@ from tests.integration.consumers.support import (
 from tests.integration.consumers.test_idempotency import clean_replay
 
 ROUNDS = 100 if os.environ.get("MC_SOAK") == "1" else int(os.environ.get("MC_CONSUMER_KILLS", "3"))
+
+# Each round starts a Python process (a few seconds on these machines); the bound scales with it.
+pytestmark = pytest.mark.timeout(120 + ROUNDS * 15)
 
 
 class ConsumerProcess:
