@@ -47,9 +47,11 @@ IN_FLIGHT_BATCHES = 2
 """Batches published and awaiting confirms at once; two overlap a claim with a confirm wait."""
 
 # Failures that end a leadership term: the relay closes everything, backs off and starts over.
+# aiormq raises ChannelInvalidStateError (a RuntimeError) on a channel the broker closed.
 _CONNECTION_FAILURES: tuple[type[BaseException], ...] = (
     psycopg.Error,
     aio_pika.exceptions.AMQPError,
+    aio_pika.exceptions.ChannelInvalidStateError,
     ConnectionError,
     OSError,
     TimeoutError,
@@ -64,6 +66,7 @@ class RelayStats:
     unroutable: int = 0
     nacked: int = 0
     rounds: int = 0
+    reconnects: int = 0
     leading: bool = False
 
 
@@ -132,6 +135,7 @@ class Relay:
                 # Back off exponentially (capped) so a down broker or database is not hammered;
                 # everything was closed, so the lock is free for a healthier standby meanwhile.
                 log.warning("relay_reconnecting", error=repr(exc), retry_in=delay)
+                self.stats.reconnects += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 delay = min(delay * 2, 10.0)
@@ -166,7 +170,9 @@ class Relay:
     @contextlib.asynccontextmanager
     async def _broker(self) -> AsyncIterator[AbstractExchange]:
         amqp = self._settings.amqp
-        connection = await aio_pika.connect(amqp.url)
+        # Named, so an operator (or a fault-injection test) can find this relay's connection.
+        name = f"metachat-relay {self.holder}"
+        connection = await aio_pika.connect(amqp.url, client_properties={"connection_name": name})
         try:
             channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
             yield await channel.declare_exchange(

@@ -1,6 +1,7 @@
 """Helpers for the relay tests: tenants, a recording sink queue, outbox reads, polling waits."""
 
 import asyncio
+import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -99,3 +100,21 @@ class Sink:
 
     def ids(self) -> set[str]:
         return {m.message_id for m in self.messages}
+
+
+def close_broker_connections(name: str) -> int:
+    """Force-close the broker connections whose client name is `name` (fault injection, R5)."""
+    listing = subprocess.run(
+        ["rabbitmqctl", "-q", "list_connections", "pid", "client_properties"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    pids = [line.split("\t")[0] for line in listing.splitlines() if f'"{name}"' in line]
+    for pid in pids:
+        subprocess.run(
+            ["rabbitmqctl", "-q", "close_connection", pid, "R5 fault injection"],
+            capture_output=True,
+            check=True,
+        )
+    return len(pids)

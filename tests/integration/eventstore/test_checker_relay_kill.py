@@ -7,6 +7,10 @@ KILLS kills are proven to have landed mid-batch (published, not yet deleted). A 
 (appended, never received), duplicated (received more than once) and unexpected (received,
 never appended). Pass: lost = 0, unexpected = 0, and per stream the first receipts arrive in
 version order. Scale with MC_CHECKER_EVENTS (default 10,000) and MC_CHECKER_KILLS (default 5).
+
+The second test cuts the relay's broker connection (rabbitmqctl close_connection, aimed at the
+relay's named connection only) at random moments while it publishes; the relay must reconnect
+and the same checker must pass.
 """
 
 import asyncio
@@ -15,12 +19,14 @@ import functools
 import json
 import os
 import random
+import shutil
 import signal
+import socket
 import subprocess
 import sys
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import pytest
@@ -31,7 +37,13 @@ from metachat.eventstore.envelope import Metadata
 from metachat.settings import Settings
 from metachat.tenants.events import TenantRenamed
 from tests.conftest import REPO, make_settings
-from tests.integration.eventstore.relay_support import Sink, a_tenant, eventually, outbox_rows
+from tests.integration.eventstore.relay_support import (
+    Sink,
+    a_tenant,
+    close_broker_connections,
+    eventually,
+    outbox_rows,
+)
 
 EVENTS = int(os.environ.get("MC_CHECKER_EVENTS", "10000"))
 KILLS = int(os.environ.get("MC_CHECKER_KILLS", "5"))
@@ -181,21 +193,22 @@ def check(appended: dict[str, tuple[str, int]], sink: Sink) -> dict[str, int]:
     }
 
 
-async def test_killing_the_relay_mid_batch_loses_nothing(
-    deps: Deps, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+Fault = Callable[[RelayProcess, Sink], Awaitable[dict[str, int]]]
+
+
+async def run_checker(deps: Deps, relay: RelayProcess, fault: Fault) -> dict[str, int]:
+    """Write continuously while `fault` runs, drain the outbox, and return the checker report."""
     settings = deps.settings
-    relay = RelayProcess(settings, deps.database_url, tmp_path / "relay.log")
     writers = Writers(deps)
-    kills_done = asyncio.Event()
+    faults_done = asyncio.Event()
     async with Sink(settings.amqp.url, settings.amqp.exchange) as sink:
         try:
             metas = [await a_tenant(deps.engine) for _ in range(WRITERS)]
             tasks = [
-                asyncio.create_task(writers.run(w, metas[w], kills_done)) for w in range(WRITERS)
+                asyncio.create_task(writers.run(w, metas[w], faults_done)) for w in range(WRITERS)
             ]
-            kills, proven = await kill_repeatedly(relay, deps, sink, random.Random(23))
-            kills_done.set()
+            faults = await fault(relay, sink)
+            faults_done.set()
             await asyncio.gather(*tasks)
             await eventually(lambda: _drained(deps), within=180, every=0.2)
             # Give the sink time to receive what the broker confirmed; if something is lost this
@@ -204,14 +217,60 @@ async def test_killing_the_relay_mid_batch_loses_nothing(
                 await eventually(lambda: _all_received(writers, sink), within=30, every=0.2)
         finally:
             relay.stop()
-    report = check(writers.appended, sink) | {"kills": kills, "proven_mid_batch": proven}
+    return check(writers.appended, sink) | faults
+
+
+def assert_nothing_lost(
+    report: dict[str, int], label: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     with capsys.disabled():
-        print("\nR23 relay-kill checker:", json.dumps(report))
+        print(f"\nR23 {label} checker:", json.dumps(report))
     assert report["lost"] == 0
     assert report["unexpected"] == 0
     assert report["reordered_streams"] == 0
     assert report["appended"] >= EVENTS
-    assert proven >= KILLS
+
+
+async def test_killing_the_relay_mid_batch_loses_nothing(
+    deps: Deps, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    relay = RelayProcess(deps.settings, deps.database_url, tmp_path / "relay.log")
+
+    async def kills(relay: RelayProcess, sink: Sink) -> dict[str, int]:
+        kills, proven = await kill_repeatedly(relay, deps, sink, random.Random(23))
+        return {"kills": kills, "proven_mid_batch": proven}
+
+    report = await run_checker(deps, relay, kills)
+    assert_nothing_lost(report, "relay-kill", capsys)
+    assert report["proven_mid_batch"] >= KILLS
+
+
+@pytest.mark.skipif(
+    shutil.which("rabbitmqctl") is None, reason="needs rabbitmqctl of the local broker"
+)
+async def test_cutting_the_relays_broker_connection_loses_nothing(
+    deps: Deps, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The broker side of R5: the connection drops with confirms outstanding, again and again."""
+    relay = RelayProcess(deps.settings, deps.database_url, tmp_path / "relay.log")
+    rng = random.Random(5)
+
+    async def cuts(relay: RelayProcess, sink: Sink) -> dict[str, int]:
+        relay.start()
+        assert relay.proc is not None
+        name = f"metachat-relay {socket.gethostname()}:{relay.proc.pid}"
+        cut = 0
+        while cut < KILLS:
+            seen = len(sink.messages)
+            await eventually(functools.partial(_grew, sink, seen), within=60)
+            await asyncio.sleep(rng.uniform(0.0, 0.1))
+            cut += await asyncio.to_thread(close_broker_connections, name)
+        return {"broker_connection_cuts": cut}
+
+    report = await run_checker(deps, relay, cuts)
+    reconnects = (tmp_path / "relay.log").read_text().count("relay_reconnecting")
+    assert_nothing_lost(report | {"relay_reconnects": reconnects}, "broker-connection", capsys)
+    assert reconnects >= KILLS
 
 
 async def _drained(deps: Deps) -> bool:
