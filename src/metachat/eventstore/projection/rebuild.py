@@ -19,6 +19,7 @@ import time
 
 import msgspec
 import structlog
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.eventstore.postgres import PostgresEventStore
@@ -30,6 +31,8 @@ from metachat.eventstore.projection.schema import create_generation, drop_genera
 from metachat.eventstore.projection.switch import drop_replaced, switch
 
 log = structlog.get_logger()
+
+_LIVE_GENERATION = text("SELECT generation FROM eventstore.checkpoints WHERE name = :n FOR UPDATE")
 
 
 async def _prepare(conn: AsyncConnection, projection: Projection) -> int:
@@ -79,9 +82,21 @@ async def _release_and_drop(replay: Replay, old: int) -> int | None:
 
 
 async def _discard(store: PostgresEventStore, projection: Projection, generation: int) -> None:
-    """Drop a generation that never went live (after a failed rebuild), on a fresh connection."""
+    """Drop a generation that never went live (after a failed rebuild), on a fresh connection.
+
+    A lost connection can hide a switch that did commit; the checkpoint row (locked, so no
+    other switch can race this) tells, and a generation that went live is never dropped.
+    """
     try:
         async with store.engine.begin() as conn:
+            live = await conn.scalar(_LIVE_GENERATION, {"n": projection.name})
+            if live == generation:
+                log.warning(
+                    "projection_switch_committed_after_all",
+                    projection=projection.name,
+                    generation=generation,
+                )
+                return
             await conn.run_sync(drop_generation, projection, generation)
     except Exception:
         log.exception(
