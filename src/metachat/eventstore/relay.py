@@ -124,48 +124,49 @@ class Relay:
         self._retry_cap = retry_cap
         self.holder = holder_name()
         self.stats = RelayStats()
+        self._led = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Lead or stand by until `stop` is set; reconnect with back-off after any failure."""
         delay = 0.5
         while not stop.is_set():
+            self._led = False
             try:
-                led = await self._term(stop)
+                await self._term(stop)
             except _CONNECTION_FAILURES as exc:
                 # Back off exponentially (capped) so a down broker or database is not hammered;
                 # everything was closed, so the lock is free for a healthier standby meanwhile.
+                # A term that got to lead was healthy: its failure starts the back-off afresh.
+                delay = 0.5 if self._led else delay
                 log.warning("relay_reconnecting", error=repr(exc), retry_in=delay)
                 self.stats.reconnects += 1
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=delay)
                 delay = min(delay * 2, 10.0)
-                continue
-            finally:
-                self.stats.leading = False
-            if led:
-                delay = 0.5
 
-    async def _term(self, stop: asyncio.Event) -> bool:
-        """Wait for the lease, then publish until stop or failure; True if this relay led."""
+    async def _term(self, stop: asyncio.Event) -> None:
+        """Wait for the lease, then publish until `stop` is set or something fails."""
         async with await psycopg.AsyncConnection.connect(
             self._db_url, autocommit=True, row_factory=namedtuple_row
         ) as conn:
             log.info("relay_standby", holder=self.holder)
             lease_retry = self._settings.relay.lease_retry
             if not await wait_for_lease(conn, LEASE_NAME, retry=lease_retry, stop=stop):
-                return False
+                return
             log.info("relay_leading", holder=self.holder)
             # Losing a committed DELETE in a database crash only republishes those events (at
             # least once; consumers deduplicate by event id), so the relay need not wait for the
             # WAL flush on each settle; the events themselves were committed durably by writers.
             await conn.execute("SET synchronous_commit = off")
-            self.stats.leading = True
-            # Every query of the term runs on the lock's own connection: if that session is lost,
-            # the lock is gone and so is this relay's ability to read or delete outbox rows, so a
-            # relay that lost leadership cannot go on publishing.
-            async with self._broker() as exchange, self._wake_up() as wake:
-                await self._lead(conn, exchange, wake, stop)
-            return True
+            self._led = self.stats.leading = True
+            try:
+                # Every query of the term runs on the lock's own connection: if that session is
+                # lost, so are the lock and this relay's ability to read or delete outbox rows;
+                # a relay that lost leadership cannot go on publishing.
+                async with self._broker() as exchange, self._wake_up() as wake:
+                    await self._lead(conn, exchange, wake, stop)
+            finally:
+                self.stats.leading = False
 
     @contextlib.asynccontextmanager
     async def _broker(self) -> AsyncIterator[AbstractExchange]:

@@ -161,6 +161,38 @@ class TestLeadership:
                 assert second.stats.published == len(after)
         assert sink.ids() == {str(r.envelope.event_id) for r in before + after}
 
+    async def test_a_leader_whose_lock_session_dies_stops_and_one_leader_remains(
+        self, deps: Deps
+    ) -> None:
+        first, second = a_relay(deps), a_relay(deps)
+        async with Sink(*amqp(deps.settings)) as sink, running(first), running(second):
+            await eventually(lambda: _any_leading(first, second))
+            leader = first if first.stats.leading else second
+            async with deps.engine.begin() as conn:
+                # The relay lease is the only advisory lock taken in this test's database.
+                killed = await conn.scalar(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
+                        "WHERE locktype = 'advisory' AND granted "
+                        "AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+                    )
+                )
+            assert killed == 1
+            await eventually(lambda: _reconnected(leader))
+            recorded = await append_some(deps, 40, streams=3)
+            await eventually(lambda: _has(sink, len(recorded)))
+            await eventually(lambda: _outbox_empty(deps))
+            assert [first.stats.leading, second.stats.leading].count(True) == 1
+        assert sink.ids() == {str(r.envelope.event_id) for r in recorded}
+
+
+async def _any_leading(*relays: Relay) -> bool:
+    return any(relay.stats.leading for relay in relays)
+
+
+async def _reconnected(relay: Relay) -> bool:
+    return relay.stats.reconnects > 0
+
 
 async def _has(sink: Sink, count: int) -> bool:
     return len(sink.ids()) >= count
