@@ -2,6 +2,8 @@
 
 from typing import Any
 
+import msgspec
+from psycopg.types.json import set_json_loads
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -23,8 +25,18 @@ def libpq_url(url: str) -> str:
 IDLE_IN_TRANSACTION_TIMEOUT_MS = 60_000
 
 
+def use_fast_json() -> None:
+    """Decode json/jsonb columns with msgspec (several times faster than the standard library).
+
+    psycopg's loader setting is process-wide, which is what we want: every connection of the
+    process reads event payloads, and the result (plain dicts and lists) is the same.
+    """
+    set_json_loads(msgspec.json.decode)
+
+
 def create_engine(url: str, *, pool_size: int = 10, **options: Any) -> AsyncEngine:
     """Create the async engine for a database URL."""
+    use_fast_json()
     return create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,

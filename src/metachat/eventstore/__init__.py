@@ -1,1 +1,1 @@
-"""Shared kernel of the backbone: envelope, registry, stores, outbox relay, consumers, projections."""
+"""Backbone shared kernel: envelope, registry, stores, outbox relay, consumers, projections."""
