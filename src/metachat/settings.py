@@ -194,9 +194,7 @@ def _production_problems(environ: Mapping[str, str]) -> list[str]:
         if not value:
             problems.append(f"{name}: required when METACHAT_ENV=production (no fallback secrets)")
         elif PLACEHOLDER.lower() in value.lower():
-            problems.append(
-                f"{name}: still holds the example file's {PLACEHOLDER} placeholder"
-            )
+            problems.append(f"{name}: still holds the example file's {PLACEHOLDER} placeholder")
     return problems
 
 
