@@ -45,7 +45,8 @@ SELECT name, processed, {_AGE.format("beat_at")} AS age FROM eventstore.heartbea
 # The oldest event a projection has not processed gives its lag in seconds; the lateral lookup
 # walks the events primary key, so it costs one index probe per projection.
 _PROJECTIONS = text(f"""
-SELECT c.name, c.position, c.generation, {_AGE.format("c.heartbeat_at")} AS heartbeat_age,
+SELECT c.name, c.position, c.generation, c.held_at,
+       {_AGE.format("c.heartbeat_at")} AS heartbeat_age,
        coalesce({_AGE.format("n.occurred_at")}, 0) AS lag_seconds
 FROM eventstore.checkpoints AS c
 LEFT JOIN LATERAL (
@@ -189,14 +190,21 @@ def _projections(snap: Snapshot) -> Iterator[Metric]:
     generation = _gauge(
         "metachat_projection_generation", "Read-model generation in use", labels=labels
     )
+    held = _gauge(
+        "metachat_projection_held_at",
+        "Position the gap-free reader waits for (a transaction still holds it); absent if none",
+        labels=labels,
+    )
     for row in snap.projections:
         position.add_metric([row.name], row.position)
+        if row.held_at is not None:
+            held.add_metric([row.name], row.held_at)
         lag.add_metric([row.name], max(snap.head - row.position, 0))
         lag_s.add_metric([row.name], row.lag_seconds)
         generation.add_metric([row.name], row.generation)
         if row.heartbeat_age is not None:
             beat.add_metric([row.name], row.heartbeat_age)
-    yield from (position, lag, lag_s, beat, generation)
+    yield from (position, lag, lag_s, beat, generation, held)
 
 
 def _consumers(snap: Snapshot) -> Iterator[Metric]:

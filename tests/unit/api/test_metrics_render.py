@@ -26,6 +26,7 @@ def snapshot(**overrides: object) -> Snapshot:
                 name="tenant_directory",
                 position=100,
                 generation=2,
+                held_at=101,
                 heartbeat_age=0.5,
                 lag_seconds=3.0,
             )
@@ -49,6 +50,7 @@ def test_renders_backbone_projection_and_consumer_figures() -> None:
     projection = (("projection", "tenant_directory"),)
     assert got[("metachat_projection_lag_events", projection)] == 20
     assert got[("metachat_projection_generation", projection)] == 2
+    assert got[("metachat_projection_held_at", projection)] == 101
     consumer = (("consumer", "analytics.activity"),)
     assert got[("metachat_consumer_lag_events", consumer)] == 10
     assert got[("metachat_consumer_queue_depth", consumer)] == 7

@@ -29,7 +29,7 @@ _LOAD = text("SELECT position, generation FROM eventstore.checkpoints WHERE name
 # keeps the checkpoint where it is and only beats the heartbeat (R10, R15).
 _ADVANCE = text("""
 UPDATE eventstore.checkpoints
-SET position = :to, heartbeat_at = now(),
+SET position = :to, heartbeat_at = now(), held_at = :held,
     updated_at = CASE WHEN position <> :to THEN now() ELSE updated_at END
 WHERE name = :n AND position = :expected AND generation = :generation
 """)
@@ -46,15 +46,24 @@ async def load_checkpoint(conn: AsyncConnection, name: str) -> Checkpoint:
 
 
 async def advance_checkpoint(
-    conn: AsyncConnection, name: str, *, expected: Checkpoint, to: int
+    conn: AsyncConnection, name: str, *, expected: Checkpoint, to: int, held_at: int | None = None
 ) -> Checkpoint:
     """Move the checkpoint from `expected` to `to` and beat the heartbeat (caller's transaction).
+
+    `held_at` is the first missing position the reader waits for (None: not waiting); it is
+    stored so that every process can export it (R2's mark).
 
     Raises:
         CheckpointConflictError: the row is no longer at `expected` (another writer, or a
             rebuild switched the generation); the caller must roll back and stop.
     """
-    params = {"n": name, "to": to, "expected": expected.position, "generation": expected.generation}
+    params = {
+        "n": name,
+        "to": to,
+        "expected": expected.position,
+        "generation": expected.generation,
+        "held": held_at,
+    }
     result = await conn.execute(_ADVANCE, params)
     if result.rowcount != 1:
         raise CheckpointConflictError(

@@ -43,7 +43,9 @@ async def process_batch(
         if page:
             await projection.apply(conn, page)
         to = page[-1].envelope.position if page else checkpoint.position
-        advanced = await advance_checkpoint(conn, projection.name, expected=checkpoint, to=to)
+        advanced = await advance_checkpoint(
+            conn, projection.name, expected=checkpoint, to=to, held_at=reader.held_at
+        )
     return advanced, len(page)
 
 

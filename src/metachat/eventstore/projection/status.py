@@ -40,7 +40,7 @@ class ProjectionStatus(msgspec.Struct, frozen=True, kw_only=True):
 
 # One statement, one snapshot: the head and every checkpoint are read at the same instant.
 _STATUS = text("""
-SELECT c.name, c.position, c.generation, c.heartbeat_at,
+SELECT c.name, c.position, c.generation, c.heartbeat_at, c.held_at,
        extract(epoch FROM clock_timestamp() - c.heartbeat_at)::float8 AS heartbeat_age,
        h.head,
        coalesce(extract(epoch FROM clock_timestamp() - (
@@ -69,7 +69,7 @@ async def projection_status(
             heartbeat_at=row.heartbeat_at,
             heartbeat_age_seconds=None if row.heartbeat_age is None else float(row.heartbeat_age),
             generation=row.generation,
-            held_at=held.get(row.name),
+            held_at=held.get(row.name, row.held_at),
         )
         for row in rows
     ]
