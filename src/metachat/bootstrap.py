@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metachat.database.embedded import start_embedded
 from metachat.database.engine import create_engine, libpq_url
+from metachat.database.migrate import check_schema
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.registry import EventRegistry
@@ -90,10 +91,18 @@ def _read_dev_secrets(path: Path) -> dict[str, str]:
 async def build(
     settings: Settings, *, database_url: str | None = None, pool_size: int = 10
 ) -> Deps:
-    """Build the process's dependencies; start the post-commit notifier."""
+    """Build the process's dependencies; start the post-commit notifier.
+
+    Raises SchemaOutOfDateError when the database needs `metachat db upgrade`.
+    """
     settings = resolve_secrets(settings)
     url = database_url or resolve_database_url(settings)
     engine = create_engine(url, pool_size=pool_size)
+    try:
+        await check_schema(engine)
+    except Exception:
+        await engine.dispose()
+        raise
     registry = build_registry()
     notifier = Notifier(libpq_url(url))
     await notifier.start()

@@ -8,6 +8,7 @@ from typing import TypeVar
 import click
 
 from metachat.bootstrap import Deps, build
+from metachat.database.migrate import SchemaOutOfDateError
 from metachat.kernel.logging import configure_logging
 from metachat.settings import Settings, SettingsError, settings_from_process_env
 
@@ -25,11 +26,20 @@ def load() -> Settings:
     return settings
 
 
+async def build_or_exit(settings: Settings) -> Deps:
+    """Build dependencies, or exit with one clear message when the schema is out of date."""
+    try:
+        return await build(settings)
+    except SchemaOutOfDateError as exc:
+        click.echo(f"metachat: {exc}", err=True)
+        sys.exit(2)
+
+
 def with_deps(fn: Callable[[Deps], Awaitable[T]], *, settings: Settings | None = None) -> T:
     """Build dependencies, run `fn` with them, and close them."""
 
     async def go() -> T:
-        deps = await build(settings or load())
+        deps = await build_or_exit(settings or load())
         try:
             return await fn(deps)
         finally:

@@ -5,14 +5,13 @@ import sys
 
 import click
 
-from metachat.bootstrap import build
-from metachat.cli.common import load
+from metachat.cli.common import build_or_exit, load
 from metachat.settings import Settings
 from metachat.worker.roles import ROLES, run_roles
 
 
 async def _run(settings: Settings, roles: tuple[str, ...], *, host: str, port: int) -> int:
-    deps = await build(settings)
+    deps = await build_or_exit(settings)
     try:
         return await run_roles(deps, roles, host=host, port=port, stop=asyncio.Event())
     finally:

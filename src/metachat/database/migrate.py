@@ -4,6 +4,10 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+from sqlalchemy.exc import ProgrammingError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -24,3 +28,30 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 def current(database_url: str) -> None:
     """Print the schema's current revision."""
     command.current(alembic_config(database_url))
+
+
+class SchemaOutOfDateError(RuntimeError):
+    """The database's schema revision is not the one this code was written for."""
+
+
+def head_revision() -> str:
+    """The newest revision under `migrations/`."""
+    head = ScriptDirectory.from_config(alembic_config("")).get_current_head()
+    if head is None:
+        raise RuntimeError("no migrations found")
+    return head
+
+
+async def check_schema(engine: AsyncEngine) -> None:
+    """Raise SchemaOutOfDateError, naming the fix, unless the database is at the head revision."""
+    expected = head_revision()
+    try:
+        async with engine.connect() as conn:
+            current = await conn.scalar(text("SELECT version_num FROM alembic_version"))
+    except ProgrammingError:  # no alembic_version table: never migrated
+        current = None
+    if current != expected:
+        raise SchemaOutOfDateError(
+            f"the database schema is at revision {current or 'none'}, this code needs {expected}:"
+            " run `metachat db upgrade`"
+        )
