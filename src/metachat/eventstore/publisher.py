@@ -1,15 +1,25 @@
-"""The relay's broker side: the public message contract and confirmed, pipelined publishing."""
+"""The relay's broker side: the message contract, pipelined confirmed publishing, the window.
+
+The window holds the batches that were published and still await their confirms.
+"""
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import aio_pika
 import msgspec
+import structlog
 from aio_pika.abc import AbstractExchange
 from aio_pika.exceptions import DeliveryError, PublishError
 
 from metachat.eventstore.envelope import Envelope
+
+log = structlog.get_logger()
+
+IN_FLIGHT_BATCHES = 2
+"""Batches published and awaiting confirms at once; two overlap a claim with a confirm wait."""
 
 PUBLISH_TIMEOUT = 30.0
 """Seconds to wait for a confirm; past it the outcome is unknown, so the relay reconnects."""
@@ -87,3 +97,50 @@ async def publish_batch(exchange: AbstractExchange, envelopes: Sequence[Envelope
         else:
             outcome.confirmed.append(env.position)
     return outcome
+
+
+class Window:
+    """The relay's batches published but not settled yet; their rows are left out of claims."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[asyncio.Task[None], list[int]] = {}
+        self.changed = asyncio.Event()
+        self.backlog = False
+
+    @property
+    def positions(self) -> list[int]:
+        """Positions of every row published and not yet settled."""
+        return [position for positions in self.tasks.values() for position in positions]
+
+    def full(self) -> bool:
+        """No claim now: the window is at its limit, or traffic is light (no backlog).
+
+        Under light traffic, events that commit during a confirm wait join the next batch
+        rather than going out as many tiny batches; that keeps the cost per event, and with
+        it the latency, low when the machine is busy. A backlog (the last batch was full)
+        pipelines batches to drain faster.
+        """
+        return len(self.tasks) >= IN_FLIGHT_BATCHES or (bool(self.tasks) and not self.backlog)
+
+    def launch(self, work: Coroutine[Any, Any, None], positions: list[int]) -> None:
+        """Run `work` (publish, then settle, the rows at `positions`) as a task of the window."""
+        task = asyncio.create_task(work, name="relay-batch")
+        task.add_done_callback(lambda _: self.changed.set())
+        self.tasks[task] = positions
+
+    def reap(self) -> None:
+        """Forget settled batches; re-raise the failure of a batch that broke."""
+        for task in [task for task in self.tasks if task.done()]:
+            del self.tasks[task]
+            task.result()
+
+    async def close(self, *, cancel: bool) -> None:
+        """Wait for the batches still out (cancelled first when the term is ending in error)."""
+        for task in self.tasks:
+            if cancel:
+                task.cancel()
+        results = await asyncio.gather(*self.tasks, return_exceptions=True)
+        for result in results:
+            if isinstance(result, Exception):
+                log.warning("relay_batch_abandoned", error=repr(result))
+        self.tasks.clear()

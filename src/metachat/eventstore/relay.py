@@ -8,16 +8,16 @@ kept and an exponential back-off; nothing is ever dropped. Killing the relay at 
 loses nothing: an unconfirmed row is still in the outbox and is published again (at least once;
 consumers deduplicate by event id).
 
-Up to `IN_FLIGHT_BATCHES` batches are out at once: the next batch is claimed and published
-while the broker is still confirming the previous one (a quorum queue confirms only after its
-log is flushed), so a slow confirm does not hold back the events committed meanwhile.
+With a backlog, up to `publisher.IN_FLIGHT_BATCHES` batches are out at once: the next batch is
+claimed and published while the broker is still confirming the previous one (a quorum queue
+confirms only after its log is flushed), so the relay drains close to the broker's own pace.
 
 The relay wakes on `NOTIFY metachat_events` and also polls, so a lost hint only delays.
 """
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Coroutine, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,7 +34,7 @@ from metachat.eventstore.leader import holder_name, wait_for_lease
 from metachat.eventstore.notify import CHANNEL
 from metachat.eventstore.outbox import OutboxStats, outbox_stats
 from metachat.eventstore.postgres import envelope_from_row
-from metachat.eventstore.publisher import publish_batch, to_message
+from metachat.eventstore.publisher import Window, publish_batch, to_message
 from metachat.kernel.logging import bound
 from metachat.settings import Settings
 
@@ -43,9 +43,6 @@ log = structlog.get_logger()
 __all__ = ["OutboxStats", "Relay", "RelayStats", "outbox_stats", "to_message"]
 
 LEASE_NAME = "relay"
-IN_FLIGHT_BATCHES = 2
-"""Batches published and awaiting confirms at once; two overlap a claim with a confirm wait."""
-
 # Failures that end a leadership term: the relay closes everything, backs off and starts over.
 # aiormq raises ChannelInvalidStateError (a RuntimeError) on a channel the broker closed.
 _CONNECTION_FAILURES: tuple[type[BaseException], ...] = (
@@ -68,43 +65,6 @@ class RelayStats:
     rounds: int = 0
     reconnects: int = 0
     leading: bool = False
-
-
-class _Window:
-    """Batches published but not settled yet; their rows are left out of the next claims."""
-
-    def __init__(self) -> None:
-        self.tasks: dict[asyncio.Task[None], list[int]] = {}
-        self.changed = asyncio.Event()
-
-    @property
-    def positions(self) -> list[int]:
-        return [position for positions in self.tasks.values() for position in positions]
-
-    def full(self) -> bool:
-        return len(self.tasks) >= IN_FLIGHT_BATCHES
-
-    def launch(self, work: Coroutine[Any, Any, None], positions: list[int]) -> None:
-        task = asyncio.create_task(work, name="relay-batch")
-        task.add_done_callback(lambda _: self.changed.set())
-        self.tasks[task] = positions
-
-    def reap(self) -> None:
-        """Forget settled batches; re-raise the failure of a batch that broke."""
-        for task in [task for task in self.tasks if task.done()]:
-            del self.tasks[task]
-            task.result()
-
-    async def close(self, *, cancel: bool) -> None:
-        """Wait for the batches still out (cancelled first when the term is ending in error)."""
-        for task in self.tasks:
-            if cancel:
-                task.cancel()
-        results = await asyncio.gather(*self.tasks, return_exceptions=True)
-        for result in results:
-            if isinstance(result, Exception):
-                log.warning("relay_batch_abandoned", error=repr(result))
-        self.tasks.clear()
 
 
 class Relay:
@@ -190,7 +150,7 @@ class Relay:
         stop: asyncio.Event,
     ) -> None:
         poll = self._settings.relay.poll_interval
-        window = _Window()
+        window = Window()
         try:
             while not stop.is_set():
                 # Clear before reading: a NOTIFY that lands during the round wakes the next one.
@@ -206,7 +166,7 @@ class Relay:
         await window.close(cancel=False)
 
     async def _launch(
-        self, conn: psycopg.AsyncConnection[Any], exchange: AbstractExchange, window: _Window
+        self, conn: psycopg.AsyncConnection[Any], exchange: AbstractExchange, window: Window
     ) -> bool:
         """Claim a batch and start publishing it; True when more rows are probably waiting."""
         limit = self._settings.relay.batch_size
@@ -217,6 +177,7 @@ class Relay:
                 await conn.execute(sql.SETTLE, {"positions": [], "holder": self.holder})
             return False
         envelopes = [envelope_from_row(row) for row in rows]
+        window.backlog = len(rows) == limit
         window.launch(self._publish(conn, exchange, envelopes), [e.position for e in envelopes])
         return len(rows) == limit
 
