@@ -32,7 +32,7 @@ from metachat.database import migrate
 from metachat.database.embedded import ensure_database, start_embedded
 from metachat.database.engine import sqlalchemy_url
 from metachat.eventstore.envelope import Metadata
-from metachat.eventstore.publisher import to_message
+from metachat.eventstore.publisher import IN_FLIGHT_BATCHES, to_message
 from metachat.eventstore.relay import Relay
 from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
@@ -138,22 +138,27 @@ async def drain_with_relay(deps: Deps, count: int) -> float:
 
 
 async def raw_publish(deps: Deps, count: int, window: int) -> float:
+    """The ceiling: the same messages, built beforehand, published in windows of `window` with
+    two windows awaiting confirms at a time (the relay's pipelining depth), nothing else."""
     sample = (await deps.store.read_all(after=0, limit=1))[0].envelope
+    envs = [msgspec.structs.replace(sample, event_id=uuid7()) for _ in range(count)]
+    messages = [(to_message(e), e.routing_key) for e in envs]
     async with await aio_pika.connect(deps.settings.amqp.url) as connection:
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await channel.get_exchange(deps.settings.amqp.exchange)
         start = last = time.perf_counter()
+        pending: list[asyncio.Future[Any]] = []
         for offset in range(0, count, window):
-            envs = [
-                msgspec.structs.replace(sample, event_id=uuid7())
-                for _ in range(min(window, count - offset))
-            ]
-            await asyncio.gather(
-                *(exchange.publish(to_message(e), e.routing_key, mandatory=True) for e in envs)
+            chunk = messages[offset : offset + window]
+            pending.append(
+                asyncio.gather(*(exchange.publish(m, k, mandatory=True) for m, k in chunk))
             )
+            if len(pending) == IN_FLIGHT_BATCHES:
+                await pending.pop(0)
             if time.perf_counter() - last >= 1.0:
                 last = time.perf_counter()
-                say(f"raw published {offset + len(envs):>8} of {count}")
+                say(f"raw published {offset + len(chunk):>8} of {count}")
+        await asyncio.gather(*pending)
         return count / (time.perf_counter() - start)
 
 
