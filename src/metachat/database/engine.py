@@ -41,7 +41,11 @@ def create_engine(url: str, *, pool_size: int = 10, **options: Any) -> AsyncEngi
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        # No ping per checkout: it costs a round trip on every transaction (measured: 10-15 % of
+        # append throughput). A connection the server dropped fails its statement once, and
+        # SQLAlchemy then invalidates the pool; callers retry or answer 503.
+        pool_pre_ping=False,
+        pool_recycle=1800,
         connect_args={
             "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
         },
