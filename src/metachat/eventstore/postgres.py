@@ -100,9 +100,16 @@ async def _execute_append(conn: AsyncConnection, params: dict[str, Any]) -> list
     """
     raw = await conn.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    async with driver.cursor() as cursor:
-        await cursor.execute(_APPEND, params, prepare=True)
-        return sorted(row[0] for row in await cursor.fetchall())
+    try:
+        async with driver.cursor() as cursor:
+            await cursor.execute(_APPEND, params, prepare=True)
+            return sorted(row[0] for row in await cursor.fetchall())
+    except psycopg.OperationalError:
+        # SQLAlchemy's disconnect handling is bypassed here: drop the connection from the pool
+        # ourselves, so that a connection the server closed is not handed out again.
+        if driver.closed:
+            await conn.invalidate()
+        raise
 
 
 class GapFreeReader:
