@@ -45,5 +45,5 @@ async def _scenario(deps) -> None:
             await deps.store.append(
                 "reconnect-1", [TenantRenamed(name="b")], expected_version=version, metadata=meta
             )
-    assert failures <= deps.engine.pool.size() + 1  # type: ignore[attr-defined]
+    assert failures <= deps.engine.pool.size() + 1
     assert len(await deps.store.read_stream("reconnect-1")) == 20
