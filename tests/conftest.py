@@ -95,10 +95,13 @@ def database_url(new_database: Callable[[], str]) -> str:
     return new_database()
 
 
+CREATED_SETTINGS: list[Settings] = []
+
+
 def make_settings(database_url: str, *, tag: str | None = None) -> Settings:
     """Settings for a test: its own exchange and queue names, test secrets, fast polling."""
     tag = tag or f"{SESSION}-{uuid.uuid4().hex[:6]}"
-    return Settings(
+    settings = Settings(
         env="test",
         database_url=database_url,
         data_dir=REPO / ".metachat" / "test-data",
@@ -108,6 +111,48 @@ def make_settings(database_url: str, *, tag: str | None = None) -> Settings:
         amqp=AmqpSettings(url=AMQP_URL, exchange=f"mct.{tag}.events", queue_prefix=f"mct.{tag}."),
         relay=RelaySettings(poll_interval=0.2, lease_retry=0.3),
     )
+    CREATED_SETTINGS.append(settings)
+    return settings
+
+
+async def _delete_broker_objects(all_settings: list[Settings]) -> None:
+    """Delete the exchanges and consumer queues that the session's settings named."""
+    import aio_pika
+
+    from metachat.eventstore.consumer import (
+        dead_letter_exchange_name,
+        dead_letter_queue_name,
+        queue_name,
+    )
+    from metachat.worker.consumers_role import CONSUMERS
+
+    connection = await aio_pika.connect(AMQP_URL)
+    async with connection:
+        for settings in all_settings:
+            queues = [
+                f(settings, spec.name)
+                for spec in CONSUMERS
+                for f in (queue_name, dead_letter_queue_name)
+            ]
+            exchanges = [settings.amqp.exchange, dead_letter_exchange_name(settings)]
+            for name in queues:
+                channel = await connection.channel()
+                await channel.queue_delete(name)
+                await channel.close()
+            for name in exchanges:
+                channel = await connection.channel()
+                await channel.exchange_delete(name)
+                await channel.close()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _clean_broker() -> Iterator[None]:
+    """Leave nothing behind on the shared broker: delete what this session declared."""
+    yield
+    if CREATED_SETTINGS:
+        import asyncio
+
+        asyncio.run(_delete_broker_objects(CREATED_SETTINGS))
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,9 @@ async def publish_batch(exchange: AbstractExchange, envelopes: Sequence[Envelope
     outcome = Outcome()
     for env, result in zip(envelopes, results, strict=True):
         if isinstance(result, PublishError):
-            outcome.failed.append((env, f"unroutable: {result.reason}"))
+            # aiormq keeps the broker's reply text ("NO_ROUTE") in args; `reason` is a template.
+            reply = result.args[0] if result.args else "NO_ROUTE"
+            outcome.failed.append((env, f"unroutable: {reply}"))
         elif isinstance(result, DeliveryError):
             outcome.failed.append((env, f"nacked: {result.reason}"))
         elif isinstance(result, BaseException):

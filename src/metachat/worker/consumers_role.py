@@ -15,6 +15,7 @@ from sqlalchemy import text
 from metachat.analytics import ACTIVITY_CONSUMER
 from metachat.bootstrap import Deps
 from metachat.eventstore.consumer import ConsumerRunner, ConsumerSpec, Topology, topology
+from metachat.settings import Settings
 from metachat.worker.broker import build_broker, declare_topology, subscribe
 
 log = structlog.get_logger()
@@ -86,6 +87,34 @@ async def _start(
             delay = min(delay * 2, 10.0)
         else:
             return True
+    return False
+
+
+async def declare_consumer_queues(
+    settings: Settings, stop: asyncio.Event, *, specs: Sequence[ConsumerSpec] = CONSUMERS
+) -> bool:
+    """Declare every consumer's queues and bindings, retrying until the broker answers or `stop`.
+
+    The relay calls this before it publishes: durable queues that exist before the first event
+    keep every event for their consumer even while the consumers role is down, and an event is
+    unroutable only when no consumer at all subscribes to its type.
+    """
+    delay = 0.5
+    while not stop.is_set():
+        broker = build_broker(settings)
+        try:
+            await broker.connect()
+            for spec in specs:
+                await declare_topology(broker, topology(spec, settings))
+        except _CONNECTION_FAILURES as exc:
+            log.warning("consumer_queues_not_declared", error=repr(exc), retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+            delay = min(delay * 2, 10.0)
+        else:
+            return True
+        finally:
+            await broker.stop()
     return False
 
 

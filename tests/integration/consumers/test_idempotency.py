@@ -131,3 +131,28 @@ class TestAckLostAfterEffect:
 
 async def _queue_empty(harness: Harness, consumer: str) -> bool:
     return await harness.depth(harness.queue(consumer)) == 0
+
+
+class TestQueuesExistBeforeTheRelayPublishes:
+    async def test_events_relayed_while_the_consumers_role_is_down_wait_in_its_queue(
+        self, harness: Harness
+    ) -> None:
+        events = await make_history(harness.deps, tenants=1, renames=2)
+        harness.consumers.add(ACTIVITY_CONSUMER.name)  # its queues are cleaned up with the harness
+        stop_relay = asyncio.Event()
+        relay = asyncio.create_task(run_relay(harness.deps, stop_relay))
+        try:
+
+            async def drained() -> bool:
+                async with harness.deps.engine.connect() as conn:
+                    return await conn.scalar(text("SELECT count(*) FROM eventstore.outbox")) == 0
+
+            await eventually(drained, within=60)
+        finally:
+            stop_relay.set()
+            await relay
+        async with harness.running([ACTIVITY_CONSUMER]):
+            await eventually(
+                lambda: _at_least(harness, ACTIVITY_CONSUMER.name, len(events)), within=60
+            )
+        assert await tracked(harness.deps.engine, ACTIVITY_CONSUMER.name) == len(events)
