@@ -5,7 +5,8 @@
 (b) relay events/s draining a pre-filled outbox vs raw pipelined publish-with-confirms of the
     same messages to the same exchange and queue;
 (c) commit-to-broker latency p50/p99 at a fixed offered rate: the relay and the timing consumer
-    run in their own processes, as deployed, so the writer's CPU does not skew the receipts.
+    run in their own processes, as deployed, so the writer's CPU does not skew the receipts;
+(d) R17: append throughput of 64 writers with the post-commit NOTIFY hint vs without it.
 
 It creates its own database (on METACHAT_DATABASE_URL's server, or the embedded pgserver under
 .metachat/bench), its own exchange and a durable queue bound `#`, and removes them at the end.
@@ -70,21 +71,23 @@ async def a_tenant(deps: Deps) -> Metadata:
     return Metadata(tenant_id=tenant_id, actor=Actor.system(), correlation_id=uuid7())
 
 
+def appender(deps: Deps, meta: Metadata) -> Step:
+    """A writer appending one event per transaction to its own stream."""
+    stream, version = f"bench-{uuid.uuid4()}", [0]
+
+    async def step() -> None:
+        event = TenantRenamed(name="bench")
+        await deps.store.append(stream, [event], expected_version=version[0], metadata=meta)
+        version[0] += 1
+
+    return step
+
+
 async def bench_append(deps: Deps, args: argparse.Namespace) -> dict[str, Any]:
     print(f"(a) append: {args.writers} writers, {args.seconds} s per run", flush=True)
     meta = await a_tenant(deps)
-
-    def writer() -> Step:
-        stream, version = f"bench-{uuid.uuid4()}", [0]
-
-        async def step() -> None:
-            event = TenantRenamed(name="bench")
-            await deps.store.append(stream, [event], expected_version=version[0], metadata=meta)
-            version[0] += 1
-
-        return step
-
-    rate = await timed_loop(args.seconds, "append txns", [writer() for _ in range(args.writers)])
+    writers = [appender(deps, meta) for _ in range(args.writers)]
+    rate = await timed_loop(args.seconds, "append txns", writers)
     conns = [await db(deps) for _ in range(args.writers)]
     await conns[0].execute("CREATE TABLE bench_raw (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
 
@@ -183,6 +186,34 @@ async def bench_relay(
     )
 
 
+async def bench_hint(deps: Deps, args: argparse.Namespace) -> dict[str, Any]:
+    """R17: the post-commit NOTIFY hint must not cost the writers throughput."""
+    n = args.hint_writers
+    print(f"(d) post-commit hint: {n} writers without, then with the hint", flush=True)
+    meta = await a_tenant(deps)
+    notifier = deps.store.notifier
+    if notifier is None:
+        raise RuntimeError("the store has no notifier")
+    deps.store.notifier = None
+    without = await timed_loop(
+        args.seconds, "appends without hint", [appender(deps, meta) for _ in range(n)]
+    )
+    deps.store.notifier, sent_before = notifier, notifier.sent
+    with_hint = await timed_loop(
+        args.seconds, "appends with hint", [appender(deps, meta) for _ in range(n)]
+    )
+    return emit(
+        {
+            "bench": "hint",
+            "writers": n,
+            "with_hint_txn_per_s": round(with_hint),
+            "without_hint_txn_per_s": round(without),
+            "ratio": round(with_hint / without, 3),
+            "notifies_sent": notifier.sent - sent_before,
+        }
+    )
+
+
 def fresh_database() -> tuple[str, str]:
     """Create a database for this run; return (its URL, an admin URL on the same server)."""
     name, given = f"metachat_bench_{TAG}", os.environ.get("METACHAT_DATABASE_URL")
@@ -220,7 +251,9 @@ async def main(args: argparse.Namespace) -> None:
     configure_logging(level="WARNING", json=False)
     url, admin_url = fresh_database()
     settings = bench_settings(url, args)
-    deps = await build(settings, database_url=url, pool_size=args.writers + 4)
+    deps = await build(
+        settings, database_url=url, pool_size=max(args.writers, args.hint_writers) // 2 + 4
+    )
     connection = await aio_pika.connect(settings.amqp.url)
     try:
         channel = await connection.channel()
@@ -235,6 +268,7 @@ async def main(args: argparse.Namespace) -> None:
             "append": await bench_append(deps, args),
             "relay": await bench_relay(deps, queue, args),
             "latency": await bench_latency(deps, queue, args),
+            "hint": await bench_hint(deps, args),
         }
         emit({"bench": "backbone", **figures})
         await queue.delete(if_unused=False, if_empty=False)
@@ -263,6 +297,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--latency-seconds", type=float, default=10.0, help="duration of the latency run"
+    )
+    parser.add_argument(
+        "--hint-writers", type=int, default=64, help="concurrent writers for the hint comparison"
     )
     parser.add_argument(
         "--queue-type",
