@@ -182,18 +182,16 @@ async def _execute(
     return await _with_retry(attempt)
 
 
-async def issue_api_key(
-    tenant_id: uuid.UUID,
-    *,
-    name: str,
-    scopes: tuple[str, ...] = SCOPES,
-    expires_at: datetime | None = None,
+async def _issue(
     deps: TenantDeps,
+    tenant_id: uuid.UUID,
+    command: IssueApiKey,
+    material: keys.KeyMaterial,
+    *,
     actor: Actor,
     correlation_id: uuid.UUID,
 ) -> IssuedKey:
-    """Create an API key; the plaintext is returned once and never stored."""
-    command, material = _new_key_command(name, scopes, expires_at)
+    """Append the key's events with its hash indexed, and return the plaintext (shown once)."""
     await _execute(
         deps,
         tenant_id,
@@ -207,8 +205,25 @@ async def issue_api_key(
         key_id=command.key_id,
         api_key=material.plaintext,
         name=command.name,
-        scopes=sorted(set(scopes)),
-        expires_at=expires_at,
+        scopes=sorted(set(command.scopes)),
+        expires_at=command.expires_at,
+    )
+
+
+async def issue_api_key(
+    tenant_id: uuid.UUID,
+    *,
+    name: str,
+    scopes: tuple[str, ...] = SCOPES,
+    expires_at: datetime | None = None,
+    deps: TenantDeps,
+    actor: Actor,
+    correlation_id: uuid.UUID,
+) -> IssuedKey:
+    """Create an API key; the plaintext is returned once and never stored."""
+    command, material = _new_key_command(name, scopes, expires_at)
+    return await _issue(
+        deps, tenant_id, command, material, actor=actor, correlation_id=correlation_id
     )
 
 
@@ -236,21 +251,8 @@ async def rotate_api_key(
     command, material = _new_key_command(
         row.name, tuple(row.scopes), row.expires_at, replaces=key_id
     )
-    await _execute(
-        deps,
-        tenant_id,
-        command,
-        actor=actor,
-        correlation_id=correlation_id,
-        key_hashes={command.key_id: keys.digest(material.plaintext, pepper=deps.pepper)},
-    )
-    return IssuedKey(
-        tenant_id=tenant_id,
-        key_id=command.key_id,
-        api_key=material.plaintext,
-        name=row.name,
-        scopes=list(row.scopes),
-        expires_at=row.expires_at,
+    return await _issue(
+        deps, tenant_id, command, material, actor=actor, correlation_id=correlation_id
     )
 
 

@@ -2,8 +2,7 @@
 
 import asyncio
 import contextlib
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,17 +24,6 @@ from metachat.kernel.ids import uuid7
 from metachat.settings import Settings
 from metachat.tenants.handlers import create_tenant, rename_tenant
 from metachat.worker.consumers_role import queue_depth, run_consumers
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 60.0, every: float = 0.05
-) -> None:
-    """Poll `check` until it holds (a liveness bound, not a timing assertion)."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {within}s")
-        await asyncio.sleep(every)
 
 
 async def make_history(deps: Deps, *, tenants: int = 3, renames: int = 4) -> list[Recorded]:

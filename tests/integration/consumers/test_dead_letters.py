@@ -16,7 +16,8 @@ from metachat.eventstore.consumer import ConsumerSpec, dead_letter_exchange_name
 from metachat.eventstore.envelope import Recorded
 from metachat.eventstore.relay import to_message
 from tests.integration.consumers.conftest import MakeHarness
-from tests.integration.consumers.support import Harness, eventually, make_history, tracked
+from tests.integration.consumers.support import Harness, make_history, tracked
+from tests.waiting import eventually
 
 
 class Poisoned:

@@ -18,10 +18,10 @@ from tests.integration.consumers.support import (
     Harness,
     all_events,
     daily_activity,
-    eventually,
     make_history,
     tracked,
 )
+from tests.waiting import eventually
 
 
 async def clean_replay(harness: Harness) -> list[tuple[object, ...]]:

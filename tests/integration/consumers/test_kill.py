@@ -21,11 +21,11 @@ from tests.conftest import REPO
 from tests.integration.consumers.support import (
     Harness,
     daily_activity,
-    eventually,
     make_history,
     tracked,
 )
 from tests.integration.consumers.test_idempotency import clean_replay
+from tests.waiting import eventually
 
 ROUNDS = 100 if os.environ.get("MC_SOAK") == "1" else int(os.environ.get("MC_CONSUMER_KILLS", "3"))
 

@@ -14,7 +14,8 @@ from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
 from metachat.tenants.events import TenantRenamed
 from tests.integration.consumers.conftest import MakeHarness
-from tests.integration.consumers.support import Harness, eventually, make_history
+from tests.integration.consumers.support import Harness, make_history
+from tests.waiting import eventually
 
 
 class HttpSink:

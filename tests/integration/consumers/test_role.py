@@ -9,7 +9,8 @@ from metachat.eventstore.consumer import ConsumerSpec
 from metachat.settings import AmqpSettings
 from metachat.worker.consumers_role import ConsumerLag, consumer_lag, run_consumers
 from tests.integration.consumers.conftest import MakeHarness
-from tests.integration.consumers.support import Harness, eventually, make_history, tracked
+from tests.integration.consumers.support import Harness, make_history, tracked
+from tests.waiting import eventually
 
 
 class TestStart:

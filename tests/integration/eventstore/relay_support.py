@@ -1,9 +1,7 @@
 """Helpers for the relay tests: tenants, a recording sink queue, outbox reads, polling waits."""
 
-import asyncio
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Self
 
@@ -34,17 +32,6 @@ async def outbox_rows(engine: AsyncEngine) -> list[Any]:
             )
         )
         return list(result.all())
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 60.0, every: float = 0.05
-) -> None:
-    """Poll `check` until it holds; fail (not a timing assertion: a liveness bound) after `within`."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {within}s")
-        await asyncio.sleep(every)
 
 
 @dataclass(frozen=True)

@@ -41,9 +41,9 @@ from tests.integration.eventstore.relay_support import (
     Sink,
     a_tenant,
     close_broker_connections,
-    eventually,
     outbox_rows,
 )
+from tests.waiting import eventually
 
 EVENTS = int(os.environ.get("MC_CHECKER_EVENTS", "10000"))
 KILLS = int(os.environ.get("MC_CHECKER_KILLS", "5"))

@@ -16,7 +16,8 @@ from metachat.eventstore.relay import Relay, outbox_stats
 from metachat.settings import Settings
 from metachat.tenants.events import TenantCreated, TenantRenamed
 from tests.conftest import make_settings
-from tests.integration.eventstore.relay_support import Sink, a_tenant, eventually, outbox_rows
+from tests.integration.eventstore.relay_support import Sink, a_tenant, outbox_rows
+from tests.waiting import eventually
 
 
 @pytest_asyncio.fixture

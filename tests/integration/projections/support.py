@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import dataclasses
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime
@@ -212,17 +211,6 @@ async def head(engine: AsyncEngine) -> int:
 async def all_positions(engine: AsyncEngine) -> set[int]:
     async with engine.connect() as conn:
         return set((await conn.scalars(text("SELECT position FROM eventstore.events"))).all())
-
-
-async def eventually(
-    check: Callable[[], Awaitable[bool]], *, within: float = 60.0, every: float = 0.05
-) -> None:
-    """Wait until `check()` is true; fail after `within` seconds (a hang guard, not a timing claim)."""
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not reached within {within}s")
-        await asyncio.sleep(every)
 
 
 async def caught_up(engine: AsyncEngine) -> bool:

@@ -7,7 +7,8 @@ from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
 from metachat.tenants import handlers, model
 from metachat.tenants.events import TenantRenamed
-from tests.integration.projections.support import eventually, head, live_runner
+from tests.integration.projections.support import head, live_runner
+from tests.waiting import eventually
 
 
 async def _status(deps: Deps):

@@ -18,7 +18,8 @@ from metachat.settings import ProjectorSettings
 from metachat.tenants.events import TenantRenamed
 from metachat.tenants.projections import TENANT_DIRECTORY
 from metachat.tenants.queries import get_tenant_directory_entry, list_tenants
-from tests.integration.projections.support import TenantWriter, a_key, caught_up, eventually, oracle
+from tests.integration.projections.support import TenantWriter, a_key, caught_up, oracle
+from tests.waiting import eventually
 
 
 async def _project(deps: Deps) -> None:

@@ -16,13 +16,13 @@ from tests.integration.projections.support import (
     TenantWriter,
     caught_up,
     checkpoint,
-    eventually,
     live_runner,
     oracle,
     read_model,
     schemas,
     view_target,
 )
+from tests.waiting import eventually
 
 REBUILD_TENANTS = int(os.environ.get("MC_REBUILD_TENANTS", "4000"))  # x 5 events each
 

@@ -14,12 +14,12 @@ from tests.integration.projections.support import (
     TenantWriter,
     caught_up,
     checkpoint,
-    eventually,
     live_runner,
     oracle,
     read_model,
     schemas,
 )
+from tests.waiting import eventually
 
 
 class TestRebuildFailures:

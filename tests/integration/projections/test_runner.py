@@ -27,12 +27,12 @@ from tests.integration.projections.support import (
     all_positions,
     caught_up,
     checkpoint,
-    eventually,
     head,
     instrumented,
     oracle,
     read_model,
 )
+from tests.waiting import eventually
 
 KILL_RUNS = int(os.environ.get("MC_PROJECTION_KILLS", "100" if os.environ.get("MC_SOAK") else "30"))
 BATCH = 20
