@@ -264,12 +264,13 @@ async def main(args: argparse.Namespace) -> None:
             f"bench.{TAG}.sink", durable=True, arguments={"x-queue-type": args.queue_type}
         )
         await queue.bind(exchange, "#")
-        figures = {
-            "append": await bench_append(deps, args),
-            "relay": await bench_relay(deps, queue, args),
-            "latency": await bench_latency(deps, queue, args),
-            "hint": await bench_hint(deps, args),
+        sections = {
+            "append": lambda: bench_append(deps, args),
+            "relay": lambda: bench_relay(deps, queue, args),
+            "latency": lambda: bench_latency(deps, queue, args),
+            "hint": lambda: bench_hint(deps, args),
         }
+        figures = {name: await run() for name, run in sections.items() if name in args.only}
         emit({"bench": "backbone", **figures})
         await queue.delete(if_unused=False, if_empty=False)
         await exchange.delete()
@@ -297,6 +298,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--latency-seconds", type=float, default=10.0, help="duration of the latency run"
+    )
+    parser.add_argument(
+        "--only",
+        type=lambda raw: set(raw.split(",")),
+        default={"append", "relay", "latency", "hint"},
+        help="comma-separated sections to run (append,relay,latency,hint)",
     )
     parser.add_argument(
         "--hint-writers", type=int, default=64, help="concurrent writers for the hint comparison"
