@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import msgspec
+import psycopg
+from psycopg.conninfo import conninfo_to_dict
 
 Environment = Literal["development", "test", "production"]
 T = TypeVar("T")
@@ -150,8 +152,14 @@ def _amqp_url(raw: str) -> str:
 
 
 def _database_url(raw: str) -> str:
-    if not raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        raise ValueError("must be a postgresql:// URL")
+    if raw.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        return raw
+    try:  # libpq's keyword/value form: "host=/run/postgresql dbname=metachat"
+        keywords = conninfo_to_dict(raw)
+    except psycopg.ProgrammingError as exc:
+        raise ValueError("must be a postgresql:// URL or libpq key=value string") from exc
+    if not keywords:
+        raise ValueError("must be a postgresql:// URL or libpq key=value string")
     return raw
 
 

@@ -1,17 +1,33 @@
-"""Engine creation. Every URL form libpq accepts works, socket URLs (`?host=/dir`) included."""
+"""Engine creation from any connection string libpq accepts.
+
+URLs (`postgresql://`, `postgres://`), socket URLs (`postgresql://user@/db?host=/run/postgresql`) and keyword/value
+strings (`host=/run/postgresql dbname=metachat user=app`).
+"""
 
 from typing import Any
 
 import msgspec
+from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+URL_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
+
 
 def sqlalchemy_url(url: str) -> URL:
-    """Turn a libpq-style URL (postgresql://, postgres://) into a psycopg SQLAlchemy URL."""
-    parsed = make_url(url.replace("postgres://", "postgresql://", 1))
-    return parsed.set(drivername="postgresql+psycopg")
+    """Turn any libpq connection string into a psycopg SQLAlchemy URL."""
+    if url.startswith(URL_PREFIXES):
+        parsed = make_url(url.replace("postgres://", "postgresql://", 1))
+        return parsed.set(drivername="postgresql+psycopg")
+    params = {key: str(value) for key, value in conninfo_to_dict(url).items()}
+    user, password = params.pop("user", None), params.pop("password", None)
+    database = params.pop("dbname", None)
+    # Everything else (host: a name, an address, a socket folder or a list; port; sslmode; …)
+    # stays in the query string, which libpq and psycopg read as connection keywords.
+    return URL.create(
+        "postgresql+psycopg", username=user, password=password, database=database, query=params
+    )
 
 
 def libpq_url(url: str) -> str:
