@@ -1,7 +1,8 @@
 """Engine creation from any connection string libpq accepts.
 
-URLs (`postgresql://`, `postgres://`), socket URLs (`postgresql://user@/db?host=/run/postgresql`) and keyword/value
-strings (`host=/run/postgresql dbname=metachat user=app`).
+URLs (`postgresql://`, `postgres://`), socket URLs
+(`postgresql://user@/db?host=/run/postgresql`) and keyword/value strings
+(`host=/run/postgresql dbname=metachat user=app`).
 """
 
 from typing import Any
