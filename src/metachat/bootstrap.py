@@ -16,6 +16,7 @@ from metachat.eventstore.notify import Notifier
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.registry import EventRegistry
 from metachat.settings import Secret, Settings
+from metachat.conversations import events as conversation_events
 from metachat.tenants import events as tenant_events
 from metachat.tenants.handlers import TenantDeps
 
@@ -41,7 +42,7 @@ class Deps(msgspec.Struct, frozen=True, kw_only=True):
 
 def build_registry() -> EventRegistry:
     """The one registry of every event type the platform can emit."""
-    return EventRegistry([*tenant_events.EVENTS])
+    return EventRegistry([*tenant_events.EVENTS, *conversation_events.EVENTS])
 
 
 def resolve_database_url(settings: Settings) -> str:
