@@ -9,6 +9,7 @@ import msgspec
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from metachat.conversations import events as conversation_events
 from metachat.database.embedded import start_embedded
 from metachat.database.engine import create_engine, libpq_url
 from metachat.database.migrate import check_schema
@@ -16,7 +17,6 @@ from metachat.eventstore.notify import Notifier
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.registry import EventRegistry
 from metachat.settings import Secret, Settings
-from metachat.conversations import events as conversation_events
 from metachat.tenants import events as tenant_events
 from metachat.tenants.handlers import TenantDeps
 
