@@ -5,13 +5,13 @@ transaction, and completed with the answer once the request has run; a repeat re
 Rows older than 24 hours are pruned by the writers themselves.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 """
 
 from alembic import op
 
 revision = "0006"
-down_revision = "0004"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
