@@ -1,0 +1,233 @@
+"""Use cases of the conversations context: load the stream, decide, append with the outbox.
+
+Every command runs as one attempt (read the conversation's stream, check its tenant, decide,
+append after the version read) and the whole attempt is retried when another writer appended
+first. A stream whose first event belongs to another tenant is answered exactly like a missing
+one, so a conversation id alone never reaches across tenants.
+"""
+
+import asyncio
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import msgspec
+
+from metachat.conversations import model
+from metachat.conversations.commands import (
+    AssignConversation,
+    CloseConversation,
+    HandOffConversation,
+    OpenConversation,
+    PostMessage,
+    ReopenConversation,
+    ResolveConversation,
+    ReturnToAssistant,
+)
+from metachat.conversations.events import MessagePosted, Sender
+from metachat.conversations.views import ConversationView, MessageView, conversation_view
+from metachat.eventstore.envelope import Metadata, Recorded
+from metachat.eventstore.postgres import PostgresEventStore
+from metachat.kernel.actors import Actor
+from metachat.kernel.errors import ConcurrencyError, NotFoundError
+from metachat.kernel.ids import uuid7
+
+T = TypeVar("T")
+_ATTEMPTS = 10
+"""Optimistic concurrency lets one writer per round win; a busy conversation needs a few rounds."""
+
+
+class ConversationDeps(msgspec.Struct, frozen=True, kw_only=True):
+    """What the conversations use cases need."""
+
+    store: PostgresEventStore
+
+
+class Context(msgspec.Struct, frozen=True, kw_only=True):
+    """Who runs a command, for which tenant, under which correlation id."""
+
+    tenant_id: uuid.UUID
+    actor: Actor
+    correlation_id: uuid.UUID
+
+    @property
+    def metadata(self) -> Metadata:
+        """The metadata recorded on the events this command causes."""
+        return Metadata(
+            tenant_id=self.tenant_id, actor=self.actor, correlation_id=self.correlation_id
+        )
+
+
+class PostedMessage(msgspec.Struct, frozen=True, kw_only=True):
+    """A posted message; `created` is False when its external id had been seen (a retry)."""
+
+    message: MessageView
+    created: bool
+
+
+async def _with_retry(attempt: Callable[[], Awaitable[T]]) -> T:
+    """Retry a whole load-decide-append on an optimistic concurrency conflict."""
+    for number in range(1, _ATTEMPTS + 1):
+        try:
+            return await attempt()
+        except ConcurrencyError:
+            if number == _ATTEMPTS:
+                raise
+            # A little jitter keeps the losers of one round from colliding again in the next.
+            await asyncio.sleep(secrets.randbelow(5 * number) / 1000)
+    raise AssertionError("unreachable")
+
+
+async def _load(
+    store: PostgresEventStore, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+) -> list[Recorded]:
+    recorded = await store.read_stream(model.stream_id(conversation_id))
+    # The first envelope names the owner: another tenant's conversation is a missing one.
+    if not recorded or recorded[0].envelope.tenant_id != tenant_id:
+        raise NotFoundError("conversation not found", conversation_id=str(conversation_id))
+    return recorded
+
+
+async def _run(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
+) -> tuple[list[Recorded], list[Recorded]]:
+    """Run one command; return the stream as read and the events appended by it."""
+
+    async def attempt() -> tuple[list[Recorded], list[Recorded]]:
+        # Reading outside the appending transaction is safe: the append checks the version read.
+        history = await _load(deps.store, ctx.tenant_id, conversation_id)
+        state = model.replay([r.event for r in history])
+        events = model.decide(state, command)
+        if not events:
+            return history, []
+        async with deps.store.engine.begin() as conn:
+            appended = await deps.store.append(
+                model.stream_id(conversation_id),
+                events,
+                expected_version=len(history),
+                metadata=ctx.metadata,
+                conn=conn,
+            )
+        deps.store.committed()
+        return history, appended
+
+    return await _with_retry(attempt)
+
+
+async def open_conversation(
+    deps: ConversationDeps,
+    ctx: Context,
+    *,
+    channel: str,
+    customer_id: str,
+    metadata: dict[str, Any] | None = None,
+) -> ConversationView:
+    """Open a conversation for a customer on a channel; its id is minted here."""
+    conversation_id = uuid7()
+    command = OpenConversation(
+        conversation_id=conversation_id,
+        channel=channel,
+        customer_id=customer_id,
+        metadata=metadata or {},
+    )
+    events = model.decide(model.ConversationState(), command)
+    async with deps.store.engine.begin() as conn:
+        recorded = await deps.store.append(
+            model.stream_id(conversation_id),
+            events,
+            expected_version=0,
+            metadata=ctx.metadata,
+            conn=conn,
+        )
+    deps.store.committed()
+    return conversation_view(recorded)
+
+
+async def post_message(
+    deps: ConversationDeps,
+    ctx: Context,
+    conversation_id: uuid.UUID,
+    *,
+    sender: Sender,
+    text: str,
+    author_id: str | None = None,
+    external_id: str | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> PostedMessage:
+    """Post a message; a repeated `external_id` returns the message stored the first time."""
+    command = PostMessage(
+        message_id=uuid7(),
+        sender=sender,
+        text=text,
+        author_id=author_id,
+        external_id=external_id,
+        metadata=metadata or {},
+    )
+    history, appended = await _run(deps, ctx, conversation_id, command)
+    for item in appended:
+        if isinstance(item.event, MessagePosted):
+            return PostedMessage(message=MessageView.of(item), created=True)
+    # Nothing appended for a post means the aggregate recognised the provider's id.
+    state = model.replay([r.event for r in history])
+    first_id = state.external_ids[external_id] if external_id is not None else None
+    for item in history:
+        if isinstance(item.event, MessagePosted) and item.event.message_id == first_id:
+            return PostedMessage(message=MessageView.of(item), created=False)
+    raise AssertionError("a post appended nothing without a known external id")
+
+
+async def _change(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
+) -> ConversationView:
+    history, appended = await _run(deps, ctx, conversation_id, command)
+    return conversation_view([*history, *appended])
+
+
+async def assign(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, *, agent_id: str
+) -> ConversationView:
+    """Give the conversation to a human agent (hands it off too)."""
+    return await _change(deps, ctx, conversation_id, AssignConversation(agent_id=agent_id))
+
+
+async def hand_off(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, *, reason: str
+) -> ConversationView:
+    """Send the conversation to the humans; it stays with them until given back."""
+    return await _change(deps, ctx, conversation_id, HandOffConversation(reason=reason))
+
+
+async def return_to_assistant(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID
+) -> ConversationView:
+    """Let the assistant answer again."""
+    return await _change(deps, ctx, conversation_id, ReturnToAssistant())
+
+
+async def resolve(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID
+) -> ConversationView:
+    """Mark the customer's matter as settled."""
+    return await _change(deps, ctx, conversation_id, ResolveConversation())
+
+
+async def close(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID
+) -> ConversationView:
+    """Close the conversation until an explicit reopen."""
+    return await _change(deps, ctx, conversation_id, CloseConversation())
+
+
+async def reopen(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, *, reason: str = "reopened"
+) -> ConversationView:
+    """Make a resolved or closed conversation active again."""
+    return await _change(deps, ctx, conversation_id, ReopenConversation(reason=reason))
+
+
+async def get_conversation(
+    deps: ConversationDeps, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+) -> ConversationView:
+    """Return the conversation as its stream describes it (current right after a command)."""
+    return conversation_view(await _load(deps.store, tenant_id, conversation_id))
