@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import datetime
+from typing import Literal
 
 import msgspec
 
@@ -45,3 +46,36 @@ class RevokeApiKey(msgspec.Struct, frozen=True, kw_only=True):
 
     key_id: uuid.UUID
     reason: str = "revoked"
+
+
+Role = Literal["owner", "admin", "agent"]
+ROLES: tuple[Role, ...] = ("owner", "admin", "agent")
+"""Roles of a tenant user, most powerful first."""
+
+
+class CreateUser(msgspec.Struct, frozen=True, kw_only=True):
+    """Give a person an account.
+
+    `by_role` is the acting user's role: None for an API key or an operator, already trusted by
+    the `tenant:admin` scope check or by running the command line.
+    """
+
+    user_id: uuid.UUID
+    email: str
+    role: Role
+    by_role: Role | None = None
+
+
+class ChangeUserRole(msgspec.Struct, frozen=True, kw_only=True):
+    """Give a user another role."""
+
+    user_id: uuid.UUID
+    role: Role
+    by_role: Role | None = None
+
+
+class DeactivateUser(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop a user from logging in, for good."""
+
+    user_id: uuid.UUID
+    by_role: Role | None = None

@@ -46,4 +46,40 @@ class ApiKeyRevoked(Event, frozen=True, kw_only=True):
     reason: str
 
 
-EVENTS: tuple[type[Event], ...] = (TenantCreated, TenantRenamed, ApiKeyIssued, ApiKeyRevoked)
+class UserCreated(Event, frozen=True, kw_only=True):
+    """A person got an account in the tenant; the password hash is never part of an event."""
+
+    type = "tenants.user_created"
+    version = 1
+    user_id: uuid.UUID
+    email: str
+    role: str
+
+
+class UserRoleChanged(Event, frozen=True, kw_only=True):
+    """A user's role changed (owner, admin or agent)."""
+
+    type = "tenants.user_role_changed"
+    version = 1
+    user_id: uuid.UUID
+    role: str
+    previous_role: str
+
+
+class UserDeactivated(Event, frozen=True, kw_only=True):
+    """A user can no longer log in; their sessions end."""
+
+    type = "tenants.user_deactivated"
+    version = 1
+    user_id: uuid.UUID
+
+
+EVENTS: tuple[type[Event], ...] = (
+    TenantCreated,
+    TenantRenamed,
+    ApiKeyIssued,
+    ApiKeyRevoked,
+    UserCreated,
+    UserRoleChanged,
+    UserDeactivated,
+)

@@ -1,0 +1,1 @@
+"""Tenant users: accounts with roles, password login and rotating refresh tokens."""
