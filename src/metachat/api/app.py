@@ -1,5 +1,7 @@
 """The Litestar application: `/v1` (API key auth, per-route scopes), health, metrics, OpenAPI."""
 
+import uuid
+
 from litestar import Litestar, Router
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
@@ -21,8 +23,12 @@ from metachat.api.correlation import (
 )
 from metachat.api.errors import exception_handlers, problem_responses
 from metachat.api.health import HealthController
+from metachat.api.idempotency import IdempotencyMiddleware, Identify
 from metachat.api.metrics import MetricsController
 from metachat.bootstrap import Deps
+from metachat.conversations.handlers import ConversationDeps
+from metachat.conversations.routes import ROUTES as CONVERSATION_ROUTES
+from metachat.tenants.handlers import authenticate
 from metachat.tenants.routes import ROUTES as TENANT_ROUTES
 
 OPENAPI_PATH = "/schema"
@@ -47,12 +53,25 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
+def _tenant_of_api_key(deps: Deps) -> Identify:
+    async def identify(token: str) -> uuid.UUID:
+        return (await authenticate(token, deps=deps.tenants)).tenant_id
+
+    return identify
+
+
 def _v1(deps: Deps) -> Router:
     router = Router(
         path="/v1",
-        route_handlers=[*TENANT_ROUTES],
+        route_handlers=[*CONVERSATION_ROUTES, *TENANT_ROUTES],
         guards=[api_key_guard(deps.tenants)],
-        dependencies={"principal": Provide(provide_principal, sync_to_thread=False)},
+        dependencies={
+            "principal": Provide(provide_principal, sync_to_thread=False),
+            "conversation_deps": Provide(
+                lambda: ConversationDeps(store=deps.store), use_cache=True, sync_to_thread=False
+            ),
+        },
+        middleware=[IdempotencyMiddleware(deps.engine, _tenant_of_api_key(deps))],
         security=[{"api_key": []}],
     )
     for path, handler in authenticated_handlers(router):

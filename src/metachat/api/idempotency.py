@@ -198,6 +198,11 @@ class IdempotencyMiddleware(ASGIMiddleware):
         self.identify = identify
         self.keys = IdempotencyStore(engine)
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> "IdempotencyMiddleware":
+        # Litestar deep-copies a router when it is registered; this middleware holds a shared
+        # engine (connection pool), which must be shared, not copied.
+        return self
+
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         """Run the request once per key; replay the stored answer to every repeat."""
         key = _header(scope, b"idempotency-key")

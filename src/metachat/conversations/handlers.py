@@ -112,7 +112,13 @@ async def _run(
         deps.store.committed()
         return history, appended
 
-    return await _with_retry(attempt)
+    try:
+        return await _with_retry(attempt)
+    except model.IllegalTransitionError as exc:
+        # In a problem details body `status` is the HTTP status, so the refusal would lose the
+        # conversation's status; it is answered as `conversation_status` too.
+        exc.extra.setdefault("conversation_status", exc.extra.get("status"))
+        raise
 
 
 async def open_conversation(
