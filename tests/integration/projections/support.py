@@ -233,8 +233,10 @@ def instrumented(projection: Projection, applied: list[int]) -> Projection:
 
 
 async def schemas(engine: AsyncEngine) -> list[str]:
-    """Every projection generation schema in the database."""
-    query = text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'proj%' ORDER BY 1")
+    """Every generation schema of the tenant directory (other projections are installed too)."""
+    query = text(
+        "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'proj_tenant_directory_g%' ORDER BY 1"
+    )
     async with engine.connect() as conn:
         return list((await conn.scalars(query)).all())
 

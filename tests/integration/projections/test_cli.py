@@ -43,7 +43,9 @@ def metachat(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
 def _status(env: dict[str, str]) -> dict[str, Any]:
     result = metachat(env, "status", "--json")
     assert result.returncode == 0, result.stderr
-    (status,) = [json.loads(line) for line in result.stdout.splitlines()]
+    # Other projections are installed too; this test drives the tenant directory.
+    statuses = [json.loads(line) for line in result.stdout.splitlines()]
+    (status,) = [s for s in statuses if s["name"] == "tenant_directory"]
     return status
 
 
@@ -61,7 +63,8 @@ class TestProjectionsCli:
 
         table = metachat(env, "status")
         assert table.returncode == 0, table.stderr
-        header, row = table.stdout.splitlines()
+        header, *rows = table.stdout.splitlines()
+        (row,) = [r for r in rows if r.startswith("tenant_directory ")]
         assert header.split() == HEADER
         assert row.split()[:4] == ["tenant_directory", "0", str(top), str(top)]
 
@@ -81,4 +84,5 @@ class TestProjectionsCli:
     async def test_rebuild_of_an_unknown_projection_names_the_known_ones(self, deps: Deps) -> None:
         result = metachat(_env(deps.database_url), "rebuild", "nope")
         assert result.returncode != 0
-        assert "unknown projection 'nope' (known: tenant_directory)" in result.stderr
+        assert "unknown projection 'nope' (known: " in result.stderr
+        assert "tenant_directory" in result.stderr

@@ -4,7 +4,7 @@ import re
 from collections.abc import Awaitable, Callable, Hashable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import MetaData, Table
+from sqlalchemy import Connection, MetaData, Table
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.eventstore.envelope import Recorded
@@ -17,6 +17,10 @@ Handler = Callable[[AsyncConnection, Sequence[Recorded]], Awaitable[None]]
 """Applies events of one type, at most one per key, with one bulk statement (executemany)."""
 
 KeyFn = Callable[[Recorded], Hashable]
+
+SetupFn = Callable[[Connection, str], None]
+"""Creates, in a new generation's schema (its name is the argument), what `create_all` cannot:
+the partitions of a partitioned table, for instance. Runs in the creating transaction."""
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,40}$")
 _VIEW = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
@@ -41,6 +45,7 @@ class Projection:
         views: Table name -> qualified view name (`<context schema>.<view>`) that readers use.
         key: Which rows an event touches; events with equal keys are applied in order, events
             with different keys may be applied in any order (that is what allows bulk writes).
+        setup: Runs after the tables of a new generation are created (install and rebuild).
     """
 
     name: str
@@ -48,6 +53,7 @@ class Projection:
     handlers: Mapping[str, Handler]
     views: Mapping[str, str]
     key: KeyFn = field(default=by_stream)
+    setup: SetupFn | None = None
 
     def __post_init__(self) -> None:
         # Names end up in DDL as identifiers, so only plain lowercase names are accepted.

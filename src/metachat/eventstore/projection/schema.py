@@ -28,10 +28,12 @@ def _translated(conn: Connection, translate: dict[str | None, str | None]) -> It
 
 
 def create_generation(conn: Connection, projection: Projection, generation: int) -> None:
-    """Create the schema and the empty tables of one generation (the schema must not exist)."""
+    """Create the schema, the empty tables and the `setup` extras of one generation (new schema)."""
     conn.execute(text(f'CREATE SCHEMA "{projection.schema(generation)}"'))
     with _translated(conn, projection.translate(generation)) as translated:
         projection.metadata.create_all(translated, tables=projection.tables, checkfirst=False)
+    if projection.setup is not None:
+        projection.setup(conn, projection.schema(generation))
 
 
 def drop_generation(conn: Connection, projection: Projection, generation: int) -> None:
