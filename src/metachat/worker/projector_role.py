@@ -5,6 +5,8 @@ import asyncio
 import structlog
 
 from metachat.bootstrap import Deps
+from metachat.conversations.partitions import run_partition_maintenance
+from metachat.conversations.projections import CONVERSATION_LIST, CONVERSATION_MESSAGES
 from metachat.database.engine import libpq_url
 from metachat.eventstore.projection import (
     ProgressFn,
@@ -18,7 +20,7 @@ from metachat.tenants.projections import TENANT_DIRECTORY
 
 log = structlog.get_logger()
 
-PROJECTIONS: tuple[Projection, ...] = (TENANT_DIRECTORY,)
+PROJECTIONS: tuple[Projection, ...] = (TENANT_DIRECTORY, CONVERSATION_LIST, CONVERSATION_MESSAGES)
 """Every projection the platform maintains (the list the projector role and the CLI use)."""
 
 
@@ -54,6 +56,11 @@ async def run_projector(
     log.info("projector_started", projections=[r.projection.name for r in active])
     async with asyncio.TaskGroup() as group:
         group.create_task(wakeup.run(stop), name="projector-wakeup")
+        # The hourly job that creates message partitions ahead (the handler covers the rest).
+        group.create_task(
+            run_partition_maintenance(deps.engine, CONVERSATION_MESSAGES, stop),
+            name="projector-message-partitions",
+        )
         for runner in active:
             group.create_task(runner.run(stop), name=f"projection-{runner.projection.name}")
     log.info("projector_stopped")
