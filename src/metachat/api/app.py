@@ -30,6 +30,9 @@ from metachat.conversations.handlers import ConversationDeps
 from metachat.conversations.routes import ROUTES as CONVERSATION_ROUTES
 from metachat.tenants.handlers import authenticate
 from metachat.tenants.routes import ROUTES as TENANT_ROUTES
+from metachat.tenants.user_routes import AUTH_ROUTES
+from metachat.tenants.user_routes import ROUTES as USER_ROUTES
+from metachat.tenants.users.tokens import TokenSigner
 
 OPENAPI_PATH = "/schema"
 """The OpenAPI document is served at `/schema/openapi.json`."""
@@ -60,11 +63,17 @@ def _tenant_of_api_key(deps: Deps) -> Identify:
     return identify
 
 
-def _v1(deps: Deps) -> Router:
+def _signer(deps: Deps) -> TokenSigner:
+    if deps.settings.secret_key is None:
+        raise RuntimeError("no secret key: build() resolves one before the app is created")
+    return TokenSigner(deps.settings.secret_key.value)
+
+
+def _v1(deps: Deps, signer: TokenSigner) -> Router:
     router = Router(
         path="/v1",
-        route_handlers=[*CONVERSATION_ROUTES, *TENANT_ROUTES],
-        guards=[api_key_guard(deps.tenants)],
+        route_handlers=[*CONVERSATION_ROUTES, *TENANT_ROUTES, *USER_ROUTES],
+        guards=[api_key_guard(deps.tenants, signer)],
         dependencies={
             "principal": Provide(provide_principal, sync_to_thread=False),
             "conversation_deps": Provide(
@@ -84,12 +93,14 @@ def _v1(deps: Deps) -> Router:
 def create_app(deps: Deps) -> Litestar:
     """Build the HTTP application over already-built dependencies (the caller closes them)."""
     probe = BrokerProbe(deps.settings.amqp.url)
+    signer = _signer(deps)
     return Litestar(
-        route_handlers=[_v1(deps), HealthController, MetricsController],
+        route_handlers=[_v1(deps, signer), *AUTH_ROUTES, HealthController, MetricsController],
         dependencies={
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
             "tenant_deps": Provide(lambda: deps.tenants, use_cache=True, sync_to_thread=False),
             "broker_probe": Provide(lambda: probe, use_cache=True, sync_to_thread=False),
+            "token_signer": Provide(lambda: signer, use_cache=True, sync_to_thread=False),
             "correlation_id": Provide(provide_correlation_id, sync_to_thread=False),
         },
         middleware=[CorrelationMiddleware()],

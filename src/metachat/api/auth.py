@@ -1,12 +1,15 @@
-"""Bearer API key authentication and per-route scopes.
+"""Bearer authentication (API keys and user access tokens) and per-route scopes.
 
 Every `/v1` handler declares the scope it needs as `opt={"scope": "..."}`; the guard below
 authenticates the caller, puts the `Principal` on the connection and refuses a missing scope.
+The bearer is either an API key (`mck_...`) or a user access token (`mcu....`); a user's scopes
+come from the role they hold now, read on every request, so a demotion takes effect at once.
 A guard (rather than a middleware) runs inside the route's exception handling, so a refusal is
 answered and logged within the request's correlation context like any other error.
 """
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -17,6 +20,9 @@ from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 from metachat.kernel.errors import AuthenticationError, PermissionDeniedError
 from metachat.tenants.commands import SCOPES
 from metachat.tenants.handlers import Principal, TenantDeps, authenticate
+from metachat.tenants.users.model import scopes_for
+from metachat.tenants.users.sessions import authenticate_access
+from metachat.tenants.users.tokens import TokenSigner, is_user_token
 
 SCOPE_OPT = "scope"
 
@@ -25,17 +31,31 @@ def _bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise AuthenticationError("send the API key as `Authorization: Bearer <key>`")
+        raise AuthenticationError(
+            "send an API key or an access token as `Authorization: Bearer <token>`"
+        )
     return token.strip()
 
 
-def api_key_guard(tenant_deps: TenantDeps) -> Any:
+async def _principal(token: str, tenant_deps: TenantDeps, signer: TokenSigner) -> Principal:
+    if not is_user_token(token):
+        return await authenticate(token, deps=tenant_deps)
+    user = await authenticate_access(tenant_deps.store.engine, signer, token, now=datetime.now(UTC))
+    return Principal(
+        tenant_id=user.tenant_id,
+        user_id=user.user_id,
+        role=user.role,
+        scopes=scopes_for(user.role),
+    )
+
+
+def api_key_guard(tenant_deps: TenantDeps, signer: TokenSigner) -> Any:
     """Return the guard that authenticates the caller and checks the route's declared scope."""
 
     async def guard(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
     ) -> None:
-        principal = await authenticate(_bearer_token(connection), deps=tenant_deps)
+        principal = await _principal(_bearer_token(connection), tenant_deps, signer)
         connection.scope["auth"] = principal
         # Bound without a reset token on purpose: CorrelationMiddleware wraps the whole request
         # in `bound(tenant_id=None)`, which restores the previous value when the request ends.
@@ -43,7 +63,7 @@ def api_key_guard(tenant_deps: TenantDeps) -> Any:
         needed = handler.opt.get(SCOPE_OPT)
         if needed not in principal.scopes:
             raise PermissionDeniedError(
-                f"this API key lacks the {needed!r} scope", scope=str(needed)
+                f"this caller lacks the {needed!r} scope", scope=str(needed)
             )
 
     return guard

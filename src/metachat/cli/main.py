@@ -2,7 +2,7 @@
 
 import click
 
-from metachat.cli import db, dlq, projections, run, tenants
+from metachat.cli import db, dlq, projections, run, tenants, users
 
 
 @click.group()
@@ -16,6 +16,7 @@ cli.add_command(run.command)
 cli.add_command(tenants.group)
 cli.add_command(projections.group)
 cli.add_command(dlq.group)
+cli.add_command(users.group)
 
 
 def main() -> None:

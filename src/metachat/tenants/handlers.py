@@ -15,7 +15,14 @@ from metachat.kernel.actors import Actor
 from metachat.kernel.errors import AuthenticationError, ConcurrencyError, NotFoundError
 from metachat.kernel.ids import uuid7
 from metachat.tenants import keys, model
-from metachat.tenants.commands import SCOPES, CreateTenant, IssueApiKey, RenameTenant, RevokeApiKey
+from metachat.tenants.commands import (
+    SCOPES,
+    CreateTenant,
+    IssueApiKey,
+    RenameTenant,
+    RevokeApiKey,
+    Role,
+)
 from metachat.tenants.events import ApiKeyIssued, ApiKeyRevoked
 
 T = TypeVar("T")
@@ -34,15 +41,19 @@ class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class Principal(msgspec.Struct, frozen=True, kw_only=True):
-    """An authenticated API caller."""
+    """An authenticated API caller: an API key (`key_id`) or a tenant user (`user_id`, `role`)."""
 
     tenant_id: uuid.UUID
-    key_id: uuid.UUID
     scopes: frozenset[str]
+    key_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    role: Role | None = None
 
     @property
     def actor(self) -> Actor:
         """The actor recorded on the events this caller causes."""
+        if self.user_id is not None:
+            return Actor(kind="user", id=str(self.user_id))
         return Actor(kind="api_key", id=str(self.key_id))
 
 
