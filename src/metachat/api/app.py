@@ -27,6 +27,7 @@ from metachat.api.idempotency import IdempotencyMiddleware, Identify
 from metachat.api.metrics import MetricsController
 from metachat.bootstrap import Deps
 from metachat.conversations.handlers import ConversationDeps
+from metachat.conversations.read_routes import ROUTES as CONVERSATION_READ_ROUTES
 from metachat.conversations.routes import ROUTES as CONVERSATION_ROUTES
 from metachat.tenants.handlers import authenticate
 from metachat.tenants.routes import ROUTES as TENANT_ROUTES
@@ -72,7 +73,12 @@ def _signer(deps: Deps) -> TokenSigner:
 def _v1(deps: Deps, signer: TokenSigner) -> Router:
     router = Router(
         path="/v1",
-        route_handlers=[*CONVERSATION_ROUTES, *TENANT_ROUTES, *USER_ROUTES],
+        route_handlers=[
+            *CONVERSATION_ROUTES,
+            *CONVERSATION_READ_ROUTES,
+            *TENANT_ROUTES,
+            *USER_ROUTES,
+        ],
         guards=[api_key_guard(deps.tenants, signer)],
         dependencies={
             "principal": Provide(provide_principal, sync_to_thread=False),
