@@ -54,6 +54,13 @@ class ConsumerSettings(msgspec.Struct, frozen=True, kw_only=True):
     prefetch: int = 32
 
 
+class RateLimitSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """Token bucket per caller (API key or user): `burst` requests at once, `rate` per second."""
+
+    rate: float = 100.0
+    burst: int = 200
+
+
 class AmqpSettings(msgspec.Struct, frozen=True, kw_only=True):
     """RabbitMQ connection and naming. Tests change the names to isolate runs."""
 
@@ -78,6 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     relay: RelaySettings = RelaySettings()
     projector: ProjectorSettings = ProjectorSettings()
     consumer: ConsumerSettings = ConsumerSettings()
+    rate_limit: RateLimitSettings = RateLimitSettings()
 
     @property
     def is_production(self) -> bool:
@@ -187,6 +195,8 @@ _FIELDS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "METACHAT_PROJECTOR__POLL_INTERVAL": (("projector", "poll_interval"), _positive(float)),
     "METACHAT_CONSUMER__DELIVERY_LIMIT": (("consumer", "delivery_limit"), _positive(int)),
     "METACHAT_CONSUMER__PREFETCH": (("consumer", "prefetch"), _positive(int)),
+    "METACHAT_RATE_LIMIT__RATE": (("rate_limit", "rate"), _positive(float)),
+    "METACHAT_RATE_LIMIT__BURST": (("rate_limit", "burst"), _positive(int)),
 }
 
 
@@ -233,6 +243,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
         raise SettingsError(problems)
     kinds = {"amqp": AmqpSettings, "relay": RelaySettings, "projector": ProjectorSettings}
     kinds["consumer"] = ConsumerSettings
+    kinds["rate_limit"] = RateLimitSettings
     for section, values in sections.items():
         top[section] = kinds[section](**values)
     return Settings(**top)

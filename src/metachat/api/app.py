@@ -25,10 +25,13 @@ from metachat.api.errors import exception_handlers, problem_responses
 from metachat.api.health import HealthController
 from metachat.api.idempotency import IdempotencyMiddleware, Identify
 from metachat.api.metrics import MetricsController
+from metachat.api.ratelimit import RateLimiter, add_rate_limit_headers, rate_limit_guard
 from metachat.bootstrap import Deps
 from metachat.conversations.handlers import ConversationDeps
 from metachat.conversations.read_routes import ROUTES as CONVERSATION_READ_ROUTES
 from metachat.conversations.routes import ROUTES as CONVERSATION_ROUTES
+from metachat.conversations.stream import ConversationStreamController, StreamHub, StreamReader
+from metachat.database.engine import libpq_url
 from metachat.tenants.handlers import authenticate
 from metachat.tenants.routes import ROUTES as TENANT_ROUTES
 from metachat.tenants.user_routes import AUTH_ROUTES
@@ -37,7 +40,7 @@ from metachat.tenants.users.tokens import TokenSigner
 
 OPENAPI_PATH = "/schema"
 """The OpenAPI document is served at `/schema/openapi.json`."""
-_V1_PROBLEMS = (400, 401, 403, 404, 409, 422)
+_V1_PROBLEMS = (400, 401, 403, 404, 409, 422, 429)
 
 
 def _openapi() -> OpenAPIConfig:
@@ -57,6 +60,12 @@ def _openapi() -> OpenAPIConfig:
     )
 
 
+def _signer(deps: Deps) -> TokenSigner:
+    if deps.settings.secret_key is None:
+        raise RuntimeError("no secret key: build() resolves one before the app is created")
+    return TokenSigner(deps.settings.secret_key.value)
+
+
 def _tenant_of_api_key(deps: Deps) -> Identify:
     async def identify(token: str) -> uuid.UUID:
         return (await authenticate(token, deps=deps.tenants)).tenant_id
@@ -64,13 +73,7 @@ def _tenant_of_api_key(deps: Deps) -> Identify:
     return identify
 
 
-def _signer(deps: Deps) -> TokenSigner:
-    if deps.settings.secret_key is None:
-        raise RuntimeError("no secret key: build() resolves one before the app is created")
-    return TokenSigner(deps.settings.secret_key.value)
-
-
-def _v1(deps: Deps, signer: TokenSigner) -> Router:
+def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
     router = Router(
         path="/v1",
         route_handlers=[
@@ -78,8 +81,10 @@ def _v1(deps: Deps, signer: TokenSigner) -> Router:
             *CONVERSATION_READ_ROUTES,
             *TENANT_ROUTES,
             *USER_ROUTES,
+            ConversationStreamController,
         ],
-        guards=[api_key_guard(deps.tenants, signer)],
+        # In this order: the rate limit counts per authenticated caller.
+        guards=[api_key_guard(deps.tenants, signer), rate_limit_guard(limiter)],
         dependencies={
             "principal": Provide(provide_principal, sync_to_thread=False),
             "conversation_deps": Provide(
@@ -99,20 +104,29 @@ def _v1(deps: Deps, signer: TokenSigner) -> Router:
 def create_app(deps: Deps) -> Litestar:
     """Build the HTTP application over already-built dependencies (the caller closes them)."""
     probe = BrokerProbe(deps.settings.amqp.url)
+    hub = StreamHub(libpq_url(deps.database_url))
+    stream_reader = StreamReader(deps.store, hub)
+    limiter = RateLimiter(deps.settings.rate_limit)
     signer = _signer(deps)
     return Litestar(
-        route_handlers=[_v1(deps, signer), *AUTH_ROUTES, HealthController, MetricsController],
+        route_handlers=[
+            _v1(deps, limiter, signer),
+            *AUTH_ROUTES,
+            HealthController,
+            MetricsController,
+        ],
         dependencies={
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
             "tenant_deps": Provide(lambda: deps.tenants, use_cache=True, sync_to_thread=False),
             "broker_probe": Provide(lambda: probe, use_cache=True, sync_to_thread=False),
             "token_signer": Provide(lambda: signer, use_cache=True, sync_to_thread=False),
             "correlation_id": Provide(provide_correlation_id, sync_to_thread=False),
+            "stream_reader": Provide(lambda: stream_reader, use_cache=True, sync_to_thread=False),
         },
         middleware=[CorrelationMiddleware()],
-        before_send=[add_correlation_header],
+        before_send=[add_correlation_header, add_rate_limit_headers],
         exception_handlers=exception_handlers(),
-        on_shutdown=[probe.close],
+        on_shutdown=[probe.close, hub.close],
         openapi_config=_openapi(),
         # Litestar's own logging config would install stdlib handlers; structlog owns logging.
         logging_config=None,

@@ -24,6 +24,11 @@ class Wakeup:
         """Set `event` on every notification from now on (its owner clears it)."""
         self._events.append(event)
 
+    def discard(self, event: asyncio.Event) -> None:
+        """Stop setting `event` (its owner went away)."""
+        if event in self._events:
+            self._events.remove(event)
+
     def _wake_all(self) -> None:
         for event in self._events:
             event.set()
