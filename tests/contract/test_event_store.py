@@ -97,3 +97,22 @@ class TestAppend:
 
     async def test_read_missing_stream_is_empty(self, store: EventStore) -> None:
         assert await store.read_stream(f"nothing-{uuid.uuid4()}") == []
+
+
+class TestUnstorableText:
+    async def test_a_nul_character_is_refused_before_any_write(self, store: EventStore) -> None:
+        from metachat.kernel.errors import ValidationError
+
+        if isinstance(store, InMemoryEventStore):
+            pytest.skip("PostgreSQL's limit: the in-memory store can hold any string")
+        meta = await _tenant_metadata(store)
+        with pytest.raises(ValidationError, match="NUL"):
+            await store.append(
+                "nul-1", [TenantRenamed(name="a\x00b")], expected_version=0, metadata=meta
+            )
+        await store.append(
+            "nul-1", [TenantRenamed(name="a\\u0000b is fine")], expected_version=0, metadata=meta
+        )
+        assert [r.event for r in await store.read_stream("nul-1")] == [
+            TenantRenamed(name="a\\u0000b is fine")
+        ]

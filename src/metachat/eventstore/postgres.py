@@ -21,7 +21,7 @@ from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.registry import EventRegistry
 from metachat.kernel.actors import Actor
-from metachat.kernel.errors import ConcurrencyError
+from metachat.kernel.errors import ConcurrencyError, ValidationError
 from metachat.kernel.ids import uuid7
 
 # `pg_current_xact_id()` comes before `nextval()` in the select list on purpose: the executor
@@ -88,6 +88,17 @@ def envelope_from_row(row: Any) -> Envelope:
         actor=Actor(kind=actor["kind"], id=actor["id"]),
         payload=row.payload,
     )
+
+
+def _holds_nul(value: object) -> bool:
+    """True if a string anywhere in a JSON-like value (keys included) contains U+0000."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_nul(item) for item in value)
+    return False
 
 
 async def _execute_append(conn: AsyncConnection, params: dict[str, Any]) -> list[int]:
@@ -201,6 +212,10 @@ class PostgresEventStore:
             return recorded
         occurred_at = datetime.now(UTC)
         event_ids = [uuid7() for _ in events]
+        if any(_holds_nul(self.registry.to_builtins(e)) for e in events):
+            # jsonb and text columns reject U+0000: refused here, before any write, it is a clear
+            # 422 for every context instead of a 500 from deep inside a transaction.
+            raise ValidationError("text must not contain NUL (U+0000) characters")
         params = {
             "tenant_id": metadata.tenant_id,
             "stream_id": stream_id,
