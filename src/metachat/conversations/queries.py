@@ -104,8 +104,11 @@ async def list_conversations(
     """Return a tenant's conversations, most recently updated first, filtered and paged.
 
     Raises:
-        ValidationError: `cursor` was not issued by this query.
+        ValidationError: `cursor` was not issued by this query, or a filter holds NUL.
     """
+    for field, text_value in (("channel", channel), ("assignee", assignee)):
+        if text_value is not None and "\x00" in text_value:  # PostgreSQL text refuses NUL
+            raise ValidationError(f"{field} must not contain NUL characters", field=field)
     query = select(_list).where(_c.tenant_id == tenant_id)
     for column, value in (
         (_c.status, status),

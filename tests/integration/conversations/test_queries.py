@@ -143,6 +143,8 @@ class TestListConversations:
             with pytest.raises(ValidationError):
                 await list_conversations(conn, tenant_id=uuid.uuid4(), limit=5, cursor="nope!")
             with pytest.raises(ValidationError):
+                await list_conversations(conn, tenant_id=uuid.uuid4(), limit=5, channel="a\x00")
+            with pytest.raises(ValidationError):
                 await list_messages(
                     conn,
                     tenant_id=uuid.uuid4(),
