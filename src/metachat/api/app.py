@@ -13,6 +13,7 @@ from metachat.api.auth import (
     api_key_guard,
     authenticated_handlers,
     check_declared_scope,
+    principal_of,
     provide_principal,
 )
 from metachat.api.broker import BrokerProbe
@@ -32,7 +33,6 @@ from metachat.conversations.read_routes import ROUTES as CONVERSATION_READ_ROUTE
 from metachat.conversations.routes import ROUTES as CONVERSATION_ROUTES
 from metachat.conversations.stream import ConversationStreamController, StreamHub, StreamReader
 from metachat.database.engine import libpq_url
-from metachat.tenants.handlers import authenticate
 from metachat.tenants.routes import ROUTES as TENANT_ROUTES
 from metachat.tenants.user_routes import AUTH_ROUTES
 from metachat.tenants.user_routes import ROUTES as USER_ROUTES
@@ -41,6 +41,7 @@ from metachat.tenants.users.tokens import TokenSigner
 OPENAPI_PATH = "/schema"
 """The OpenAPI document is served at `/schema/openapi.json`."""
 _V1_PROBLEMS = (400, 401, 403, 404, 409, 422, 429)
+_SESSION_PROBLEMS = (400, 401, 422)
 
 
 def _openapi() -> OpenAPIConfig:
@@ -66,9 +67,11 @@ def _signer(deps: Deps) -> TokenSigner:
     return TokenSigner(deps.settings.secret_key.value)
 
 
-def _tenant_of_api_key(deps: Deps) -> Identify:
+def _tenant_of_caller(deps: Deps, signer: TokenSigner) -> Identify:
+    """How the idempotency middleware scopes keys: the caller's tenant, as the guard finds it."""
+
     async def identify(token: str) -> uuid.UUID:
-        return (await authenticate(token, deps=deps.tenants)).tenant_id
+        return (await principal_of(token, deps.tenants, signer)).tenant_id
 
     return identify
 
@@ -91,13 +94,21 @@ def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
                 lambda: ConversationDeps(store=deps.store), use_cache=True, sync_to_thread=False
             ),
         },
-        middleware=[IdempotencyMiddleware(deps.engine, _tenant_of_api_key(deps))],
+        middleware=[IdempotencyMiddleware(deps.engine, _tenant_of_caller(deps, signer))],
         security=[{"api_key": []}],
     )
     for path, handler in authenticated_handlers(router):
         check_declared_scope(path, handler)
         # Document the problem details answers every authenticated route can give.
         handler.responses = {**problem_responses(_V1_PROBLEMS), **(handler.responses or {})}
+    return router
+
+
+def _sessions() -> Router:
+    """The login, refresh and logout routes: no bearer needed (they are how a user gets one)."""
+    router = Router(path="/", route_handlers=list(AUTH_ROUTES))
+    for _, handler in authenticated_handlers(router):
+        handler.responses = {**problem_responses(_SESSION_PROBLEMS), **(handler.responses or {})}
     return router
 
 
@@ -111,7 +122,7 @@ def create_app(deps: Deps) -> Litestar:
     return Litestar(
         route_handlers=[
             _v1(deps, limiter, signer),
-            *AUTH_ROUTES,
+            _sessions(),
             HealthController,
             MetricsController,
         ],

@@ -37,7 +37,8 @@ def _bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return token.strip()
 
 
-async def _principal(token: str, tenant_deps: TenantDeps, signer: TokenSigner) -> Principal:
+async def principal_of(token: str, tenant_deps: TenantDeps, signer: TokenSigner) -> Principal:
+    """Authenticate a bearer token: an API key or a user access token."""
     if not is_user_token(token):
         return await authenticate(token, deps=tenant_deps)
     user = await authenticate_access(tenant_deps.store.engine, signer, token, now=datetime.now(UTC))
@@ -55,7 +56,7 @@ def api_key_guard(tenant_deps: TenantDeps, signer: TokenSigner) -> Any:
     async def guard(
         connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler
     ) -> None:
-        principal = await _principal(_bearer_token(connection), tenant_deps, signer)
+        principal = await principal_of(_bearer_token(connection), tenant_deps, signer)
         connection.scope["auth"] = principal
         # Bound without a reset token on purpose: CorrelationMiddleware wraps the whole request
         # in `bound(tenant_id=None)`, which restores the previous value when the request ends.

@@ -33,6 +33,9 @@ from tests.conftest import make_settings
 from tests.integration.api.live_server import ThreadedServer
 
 CHECKS = [not_a_server_error, response_schema_conformance, status_code_conformance]
+# Readiness answers a documented 503 when a dependency is down (no relay runs in this test);
+# its schema and status conformance are still checked.
+DOCUMENTED_5XX = {"/health/ready"}
 
 
 def _setup(database_url: str) -> Callable[[], Any]:
@@ -76,21 +79,13 @@ def _explore(operation: Any, served: ThreadedServer) -> None:
             base_url=served.base_url,
             headers={"Authorization": f"Bearer {served.context}"},
             checks=CHECKS,
+            excluded_checks=[not_a_server_error] if operation.path in DOCUMENTED_5XX else [],
             timeout=30,
         )
 
     explore()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "open findings, owned elsewhere: POST /v1/conversations with NUL (\\u0000) in a string "
-        "answers 500 (PostgreSQL refuses it in jsonb); POST /v1/auth/login|refresh|logout answer "
-        "an undocumented 401; GET /health/ready answers 503 by design without a relay (exclude that check there). Strict: "
-        "once they are fixed this test passes and the marker must go."
-    ),
-)
 def test_every_operation_conforms(served: ThreadedServer) -> None:
     schema = schemathesis.openapi.from_url(f"{served.base_url}/schema/openapi.json")
     failures = []
