@@ -95,7 +95,8 @@ def problem_responses(statuses: tuple[int, ...]) -> dict[int, ResponseSpec]:
 
 def _on_domain_error(request: Request[Any, Any, Any], exc: DomainError) -> Response[dict[str, Any]]:
     extra: dict[str, Any] = {
-        k: v if isinstance(v, str | int | float | bool) else str(v) for k, v in exc.extra.items()
+        k: v if v is None or isinstance(v, str | int | float | bool) else str(v)
+        for k, v in exc.extra.items()
     }
     if "field" in extra:
         extra["errors"] = [{"field": extra.pop("field"), "message": exc.detail}]

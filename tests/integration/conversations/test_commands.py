@@ -168,6 +168,7 @@ class TestTransitions:
             await act(client, tenant, cid, action, json), 409, "illegal_transition"
         )
         assert body["conversation_status"] == status
+        assert body["assignee"] is None  # JSON null, not the string "None"
 
 
 class TestStickyHandoff:
