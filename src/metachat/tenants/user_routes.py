@@ -55,6 +55,27 @@ class ChangeRoleIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     role: Role
 
 
+class UserOut(msgspec.Struct, frozen=True, kw_only=True):
+    """A user of the tenant, as the API shows it (`id`, like every other resource)."""
+
+    id: uuid.UUID
+    email: str
+    role: Role
+    active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, view: UserView) -> "UserOut":
+        """The answer for a user view."""
+        return cls(
+            id=view.user_id,
+            email=view.email,
+            role=view.role,
+            active=view.active,
+            created_at=view.created_at,
+        )
+
+
 class MeOut(msgspec.Struct, frozen=True, kw_only=True):
     """The caller: a user (with `user`) or an API key (with `key_id`)."""
 
@@ -62,7 +83,7 @@ class MeOut(msgspec.Struct, frozen=True, kw_only=True):
     kind: str
     scopes: list[str]
     key_id: uuid.UUID | None = None
-    user: UserView | None = None
+    user: UserOut | None = None
 
 
 class AuthController(Controller):
@@ -132,9 +153,9 @@ class UserController(Controller):
         principal: NamedDependency[Principal],
         tenant_deps: NamedDependency[TenantDeps],
         correlation_id: NamedDependency[uuid.UUID],
-    ) -> UserView:
+    ) -> UserOut:
         """Create a user of the caller's tenant; the password is stored as an argon2id hash."""
-        return await handlers.create_user(
+        view = await handlers.create_user(
             principal.tenant_id,
             email=data.email,
             password=data.password,
@@ -144,13 +165,15 @@ class UserController(Controller):
             actor=principal.actor,
             correlation_id=correlation_id,
         )
+        return UserOut.of(view)
 
     @get("/", opt=READ, summary="List users")
     async def list_users(
         self, principal: NamedDependency[Principal], tenant_deps: NamedDependency[TenantDeps]
-    ) -> list[UserView]:
+    ) -> list[UserOut]:
         """Every user of the tenant, deactivated ones included."""
-        return await handlers.list_users(tenant_deps.store.engine, principal.tenant_id)
+        views = await handlers.list_users(tenant_deps.store.engine, principal.tenant_id)
+        return [UserOut.of(view) for view in views]
 
     @get("/{user_id:uuid}", opt=READ, summary="Show a user")
     async def get_user(
@@ -158,9 +181,10 @@ class UserController(Controller):
         user_id: FromPath[uuid.UUID],
         principal: NamedDependency[Principal],
         tenant_deps: NamedDependency[TenantDeps],
-    ) -> UserView:
+    ) -> UserOut:
         """One user of the caller's tenant."""
-        return await handlers.get_user(tenant_deps.store.engine, principal.tenant_id, user_id)
+        view = await handlers.get_user(tenant_deps.store.engine, principal.tenant_id, user_id)
+        return UserOut.of(view)
 
     @patch("/{user_id:uuid}", opt=ADMIN, summary="Change a user's role")
     async def change_role(
@@ -170,9 +194,9 @@ class UserController(Controller):
         principal: NamedDependency[Principal],
         tenant_deps: NamedDependency[TenantDeps],
         correlation_id: NamedDependency[uuid.UUID],
-    ) -> UserView:
+    ) -> UserOut:
         """Change the role; the last active owner cannot be demoted."""
-        return await handlers.change_role(
+        view = await handlers.change_role(
             principal.tenant_id,
             user_id,
             role=data.role,
@@ -181,6 +205,7 @@ class UserController(Controller):
             actor=principal.actor,
             correlation_id=correlation_id,
         )
+        return UserOut.of(view)
 
     @delete("/{user_id:uuid}", opt=ADMIN, status_code=204, summary="Deactivate a user")
     async def deactivate(
@@ -208,8 +233,10 @@ async def me(
     """Who is calling: the user (with their role) or the API key, and the scopes it holds."""
     user = None
     if principal.user_id is not None:
-        user = await handlers.get_user(
-            tenant_deps.store.engine, principal.tenant_id, principal.user_id
+        user = UserOut.of(
+            await handlers.get_user(
+                tenant_deps.store.engine, principal.tenant_id, principal.user_id
+            )
         )
     return MeOut(
         tenant_id=principal.tenant_id,

@@ -46,7 +46,7 @@ async def _conversation(client: Client, tenant: Tenant, _: dict[str, str]) -> st
 
 async def _user(client: Client, tenant: Tenant, _: dict[str, str]) -> str:
     body = {"email": f"u{uuid.uuid4().hex[:12]}@example.com", "password": "correct-horse-12"}
-    return await _created(client, tenant, "/v1/users", body, field="user_id")
+    return await _created(client, tenant, "/v1/users", body, field="id")
 
 
 FACTORIES: dict[str, Factory] = {

@@ -25,7 +25,7 @@ class TestLogin:
         }
         me = await client.get("/v1/me", headers={"Authorization": f"Bearer {body['access_token']}"})
         assert me.status_code == 200, me.text
-        assert me.json()["user"]["user_id"] == str(user.user_id)
+        assert me.json()["user"]["id"] == str(user.user_id)
         assert me.json()["kind"] == "user"
 
     async def test_wrong_password_and_unknown_email_answer_alike(

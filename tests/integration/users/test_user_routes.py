@@ -24,9 +24,9 @@ class TestManagement:
         owner = await new_user(tenant)
         created = await client.post("/v1/users", json=_new("agent"), headers=owner.auth)
         assert created.status_code == 201, created.text
-        user_id = created.json()["user_id"]
+        user_id = created.json()["id"]
         listed = await client.get("/v1/users", headers=owner.auth)
-        assert user_id in {u["user_id"] for u in listed.json()}
+        assert user_id in {u["id"] for u in listed.json()}
         promoted = await client.patch(
             f"/v1/users/{user_id}", json={"role": "admin"}, headers=owner.auth
         )
@@ -129,7 +129,7 @@ class TestAudit:
         tenant = await new_tenant("Audited")
         owner = await new_user(tenant)
         created = await client.post("/v1/users", json=_new(), headers=owner.auth)
-        user_id = created.json()["user_id"]
+        user_id = created.json()["id"]
         await client.patch(f"/v1/users/{user_id}", json={"role": "admin"}, headers=owner.auth)
         await client.post("/v1/api-keys", json={"name": "ci"}, headers=owner.auth)
         page = (await client.get("/v1/audit", headers=owner.auth)).json()
