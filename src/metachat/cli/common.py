@@ -3,12 +3,14 @@
 import asyncio
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
+import msgspec
 
 from metachat.bootstrap import Deps, build
 from metachat.database.migrate import SchemaOutOfDateError
+from metachat.kernel.errors import DomainError
 from metachat.kernel.logging import configure_logging
 from metachat.settings import Settings, SettingsError, settings_from_process_env
 
@@ -46,3 +48,19 @@ def with_deps(fn: Callable[[Deps], Awaitable[T]], *, settings: Settings | None =
             await deps.close()
 
     return asyncio.run(go())
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def echo_json(value: Any) -> None:
+    """Print one value as a line of JSON on stdout (logs go to stderr)."""
+    click.echo(_encoder.encode(value).decode())
+
+
+def run_use_case(fn: Callable[[Deps], Awaitable[T]]) -> T:
+    """Run a use case; a domain refusal becomes a one-line error and exit code 1."""
+    try:
+        return with_deps(fn)
+    except DomainError as exc:
+        raise click.ClickException(f"{exc.code}: {exc.detail}") from exc

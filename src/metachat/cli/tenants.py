@@ -5,35 +5,17 @@ output can be piped to `jq`; logs go to stderr.
 """
 
 import uuid
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
 
 import click
-import msgspec
 
 from metachat.bootstrap import Deps
-from metachat.cli.common import with_deps
+from metachat.cli.common import echo_json as _echo
+from metachat.cli.common import run_use_case as _run
 from metachat.kernel.actors import Actor
-from metachat.kernel.errors import DomainError
 from metachat.kernel.ids import uuid7
 from metachat.tenants import handlers, queries, reads
 from metachat.tenants.commands import SCOPES
-
-T = TypeVar("T")
-_encoder = msgspec.json.Encoder()
-
-
-def _echo(value: Any) -> None:
-    click.echo(_encoder.encode(value).decode())
-
-
-def _run(fn: Callable[[Deps], Awaitable[T]]) -> T:
-    """Run a use case; a domain refusal becomes a one-line error and exit code 1."""
-    try:
-        return with_deps(fn)
-    except DomainError as exc:
-        raise click.ClickException(f"{exc.code}: {exc.detail}") from exc
 
 
 @click.group("tenants")

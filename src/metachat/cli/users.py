@@ -9,7 +9,8 @@ import uuid
 import click
 
 from metachat.bootstrap import Deps
-from metachat.cli.tenants import _echo, _run
+from metachat.cli.common import echo_json as _echo
+from metachat.cli.common import run_use_case as _run
 from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
 from metachat.tenants.commands import ROLES, Role
