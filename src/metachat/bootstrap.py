@@ -23,8 +23,24 @@ from metachat.tenants.handlers import TenantDeps
 log = structlog.get_logger()
 
 
+class ScopedDeps(msgspec.Struct, frozen=True, kw_only=True):
+    """The stores as the API uses them: bound by row-level security, one tenant per transaction.
+
+    Their engine connects as `metachat_app` (no BYPASSRLS) and starts every transaction by
+    setting the context's tenant (`database.tenancy`); it opens no connection until first used.
+    """
+
+    engine: AsyncEngine
+    store: PostgresEventStore
+    tenants: TenantDeps
+
+
 class Deps(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the entry points hand out: built once per process, closed by `close`."""
+    """Everything the entry points hand out: built once per process, closed by `close`.
+
+    `engine`, `store` and `tenants` act as the database's owner, for every tenant: the workers,
+    the CLI and the operator's endpoints use them. The tenant-facing API uses `scoped`.
+    """
 
     settings: Settings
     database_url: str
@@ -33,10 +49,12 @@ class Deps(msgspec.Struct, frozen=True, kw_only=True):
     notifier: Notifier
     store: PostgresEventStore
     tenants: TenantDeps
+    scoped: ScopedDeps
 
     async def close(self) -> None:
         """Release connections and background tasks."""
         await self.notifier.stop()
+        await self.scoped.engine.dispose()
         await self.engine.dispose()
 
 
@@ -109,6 +127,8 @@ async def build(
     await notifier.start()
     store = PostgresEventStore(engine, registry, notifier)
     pepper = settings.api_key_pepper.value if settings.api_key_pepper else ""
+    scoped_engine = create_engine(url, pool_size=pool_size, tenant_scoped=True)
+    scoped_store = PostgresEventStore(scoped_engine, registry, notifier)
     return Deps(
         settings=settings,
         database_url=url,
@@ -117,4 +137,9 @@ async def build(
         notifier=notifier,
         store=store,
         tenants=TenantDeps(store=store, pepper=pepper),
+        scoped=ScopedDeps(
+            engine=scoped_engine,
+            store=scoped_store,
+            tenants=TenantDeps(store=scoped_store, pepper=pepper),
+        ),
     )

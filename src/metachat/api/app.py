@@ -71,7 +71,7 @@ def _tenant_of_caller(deps: Deps, signer: TokenSigner) -> Identify:
     """How the idempotency middleware scopes keys: the caller's tenant, as the guard finds it."""
 
     async def identify(token: str) -> uuid.UUID:
-        return (await principal_of(token, deps.tenants, signer)).tenant_id
+        return (await principal_of(token, deps.scoped.tenants, signer)).tenant_id
 
     return identify
 
@@ -87,14 +87,16 @@ def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
             ConversationStreamController,
         ],
         # In this order: the rate limit counts per authenticated caller.
-        guards=[api_key_guard(deps.tenants, signer), rate_limit_guard(limiter)],
+        guards=[api_key_guard(deps.scoped.tenants, signer), rate_limit_guard(limiter)],
         dependencies={
             "principal": Provide(provide_principal, sync_to_thread=False),
             "conversation_deps": Provide(
-                lambda: ConversationDeps(store=deps.store), use_cache=True, sync_to_thread=False
+                lambda: ConversationDeps(store=deps.scoped.store),
+                use_cache=True,
+                sync_to_thread=False,
             ),
         },
-        middleware=[IdempotencyMiddleware(deps.engine, _tenant_of_caller(deps, signer))],
+        middleware=[IdempotencyMiddleware(deps.scoped.engine, _tenant_of_caller(deps, signer))],
         security=[{"api_key": []}],
     )
     for path, handler in authenticated_handlers(router):
@@ -116,7 +118,7 @@ def create_app(deps: Deps) -> Litestar:
     """Build the HTTP application over already-built dependencies (the caller closes them)."""
     probe = BrokerProbe(deps.settings.amqp.url)
     hub = StreamHub(libpq_url(deps.database_url))
-    stream_reader = StreamReader(deps.store, hub)
+    stream_reader = StreamReader(deps.scoped.store, hub)
     limiter = RateLimiter(deps.settings.rate_limit)
     signer = _signer(deps)
     return Litestar(
@@ -128,7 +130,11 @@ def create_app(deps: Deps) -> Litestar:
         ],
         dependencies={
             "deps": Provide(lambda: deps, use_cache=True, sync_to_thread=False),
-            "tenant_deps": Provide(lambda: deps.tenants, use_cache=True, sync_to_thread=False),
+            # The tenant-facing routes get the stores bound by row-level security; `deps` (the
+            # owner's) serves only the operator's health and metrics endpoints.
+            "tenant_deps": Provide(
+                lambda: deps.scoped.tenants, use_cache=True, sync_to_thread=False
+            ),
             "broker_probe": Provide(lambda: probe, use_cache=True, sync_to_thread=False),
             "token_signer": Provide(lambda: signer, use_cache=True, sync_to_thread=False),
             "correlation_id": Provide(provide_correlation_id, sync_to_thread=False),

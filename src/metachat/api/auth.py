@@ -18,6 +18,7 @@ from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 
 from metachat.kernel.errors import AuthenticationError, PermissionDeniedError
+from metachat.kernel.tenancy import enter_tenant
 from metachat.tenants.commands import SCOPES
 from metachat.tenants.handlers import Principal, TenantDeps, authenticate
 from metachat.tenants.users.model import scopes_for
@@ -58,8 +59,11 @@ def api_key_guard(tenant_deps: TenantDeps, signer: TokenSigner) -> Any:
     ) -> None:
         principal = await principal_of(_bearer_token(connection), tenant_deps, signer)
         connection.scope["auth"] = principal
-        # Bound without a reset token on purpose: CorrelationMiddleware wraps the whole request
-        # in `bound(tenant_id=None)`, which restores the previous value when the request ends.
+        # From here on every transaction of the request acts for this tenant under row-level
+        # security. Set, like the log binding, without a reset token on purpose: the request
+        # runs in its own task (its own context), and CorrelationMiddleware wraps it in
+        # `bound(tenant_id=None)`, which restores the previous value when the request ends.
+        enter_tenant(principal.tenant_id)
         structlog.contextvars.bind_contextvars(tenant_id=str(principal.tenant_id))
         needed = handler.opt.get(SCOPE_OPT)
         if needed not in principal.scopes:

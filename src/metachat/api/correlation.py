@@ -19,6 +19,7 @@ from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
 from metachat.kernel.ids import uuid7
 from metachat.kernel.logging import bound
+from metachat.kernel.tenancy import tenant_scope
 
 HEADER = "X-Correlation-ID"
 _ACCEPTED = (b"x-correlation-id", b"x-request-id")
@@ -82,9 +83,10 @@ class CorrelationMiddleware(ASGIMiddleware):
             await send(message)
 
         correlation_id = str(correlation_id_of(scope))
-        # tenant_id=None: the auth guard binds the caller's tenant inside this block, and leaving
-        # the block restores the previous value, so no request's tenant outlives the request.
-        with bound(correlation_id=correlation_id, tenant_id=None):
+        # tenant_id=None: the auth guard binds the caller's tenant (for the logs and for
+        # row-level security) inside this block, and leaving the block restores the previous
+        # values, so no request's tenant outlives the request.
+        with bound(correlation_id=correlation_id, tenant_id=None), tenant_scope(None):
             try:
                 await next_app(scope, receive, capture)
             finally:

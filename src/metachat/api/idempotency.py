@@ -37,6 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metachat.api.errors import problem_response
 from metachat.kernel.errors import AuthenticationError, ValidationError
+from metachat.kernel.tenancy import tenant_scope
 
 HEADER = "Idempotency-Key"
 REPLAYED = "Idempotent-Replayed"
@@ -211,6 +212,20 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if key is None or tenant_id is None:
             await next_app(scope, receive, send)
             return
+        # The keys table is under row-level security: its reads and writes act for the caller.
+        with tenant_scope(tenant_id):
+            await self._once(scope, receive, send, next_app, tenant_id=tenant_id, key=key)
+
+    async def _once(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        next_app: ASGIApp,
+        *,
+        tenant_id: uuid.UUID,
+        key: str,
+    ) -> None:
         if not 0 < len(key) <= MAX_KEY:
             raise ValidationError(f"{HEADER} must be 1 to {MAX_KEY} characters", field=HEADER)
         body = await _read_body(receive)

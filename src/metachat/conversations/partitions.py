@@ -12,7 +12,8 @@ Instead a missing month is created when it is needed:
   (old months during a rebuild, or a message dated far ahead), so a write never fails for it.
 
 Every partition inherits from the parent `tenant_id NOT NULL`, the foreign key to
-`tenants.tenant_ids` and the index led by `tenant_id` (PostgreSQL clones them on creation).
+`tenants.tenant_ids` and the index led by `tenant_id` (PostgreSQL clones them on creation), and
+gets the row-level security policy of every tenant table (which PostgreSQL does not clone).
 """
 
 import asyncio
@@ -25,6 +26,7 @@ import structlog
 from sqlalchemy import Connection, text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from metachat.database.tenancy import protect_tenant_tables
 from metachat.eventstore.projection import PLACEHOLDER, Projection, load_checkpoint
 from metachat.eventstore.projection.schema import generations
 
@@ -104,6 +106,8 @@ def create_months(conn: Connection, *, schema: str, months: Iterable[date]) -> l
             )
         )
         created.append(name)
+    # A partition read directly is not covered by its parent's policy: it gets its own.
+    protect_tenant_tables(conn, schema)
     return created
 
 

@@ -13,6 +13,8 @@ from psycopg.types.json import set_json_loads
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+from metachat.database.tenancy import APP_ROLE, role_option, scope_transactions
+
 URL_PREFIXES = ("postgresql://", "postgres://", "postgresql+psycopg://")
 
 
@@ -51,10 +53,20 @@ def use_fast_json() -> None:
     set_json_loads(msgspec.json.decode)
 
 
-def create_engine(url: str, *, pool_size: int = 10, **options: Any) -> AsyncEngine:
-    """Create the async engine for a database URL."""
+def create_engine(
+    url: str, *, pool_size: int = 10, tenant_scoped: bool = False, **options: Any
+) -> AsyncEngine:
+    """Create the async engine for a database URL.
+
+    `tenant_scoped` makes an engine for the API: its connections act as the `metachat_app` role
+    (bound by row-level security) and every transaction acts for the context's tenant
+    (`database.tenancy`). Otherwise the connections act as the URL's own user, the owner.
+    """
     use_fast_json()
-    return create_async_engine(
+    server_options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    if tenant_scoped:
+        server_options += " " + role_option(APP_ROLE)
+    engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -63,8 +75,9 @@ def create_engine(url: str, *, pool_size: int = 10, **options: Any) -> AsyncEngi
         # SQLAlchemy then invalidates the pool; callers retry or answer 503.
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={
-            "options": f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
-        },
+        connect_args={"options": server_options},
         **options,
     )
+    if tenant_scoped:
+        scope_transactions(engine)
+    return engine

@@ -9,6 +9,7 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from metachat.database.tenancy import set_tenant
 from metachat.eventstore.envelope import Metadata, Recorded
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.kernel.actors import Actor
@@ -296,12 +297,10 @@ async def authenticate(api_key: str, *, deps: TenantDeps) -> Principal:
     if prefix is None:
         raise AuthenticationError("invalid API key")
     async with deps.store.engine.begin() as conn:
+        # The one read made before the tenant is known: a SECURITY DEFINER function that
+        # answers the presented prefix's row past row-level security (migration 0008).
         row = (
-            await conn.execute(
-                text("""SELECT tenant_id, key_id, key_hash, scopes, expires_at, revoked_at
-                    FROM tenants.api_keys WHERE prefix = :p"""),
-                {"p": prefix},
-            )
+            await conn.execute(text("SELECT * FROM tenants.api_key_by_prefix(:p)"), {"p": prefix})
         ).first()
         now = datetime.now(UTC)
         if (
@@ -311,6 +310,7 @@ async def authenticate(api_key: str, *, deps: TenantDeps) -> Principal:
             or not keys.matches(api_key, bytes(row.key_hash), pepper=deps.pepper)
         ):
             raise AuthenticationError("invalid API key")
+        await set_tenant(conn, row.tenant_id)
         # Coarse last-used tracking: at most one write per key per minute.
         await conn.execute(
             text("""UPDATE tenants.api_keys SET last_used_at = :now

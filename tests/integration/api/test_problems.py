@@ -38,11 +38,11 @@ class TestUnexpectedErrors:
         # with a driver error that must not reach the caller.
         missing = sqlalchemy_url(api_deps.database_url).set(database="mct_no_such_database")
         engine = create_engine(missing.render_as_string(hide_password=False), pool_size=1)
+        broken_tenants = TenantDeps(
+            store=PostgresEventStore(engine, api_deps.registry), pepper="x" * 32
+        )
         broken = msgspec.structs.replace(
-            api_deps,
-            tenants=TenantDeps(
-                store=PostgresEventStore(engine, api_deps.registry), pepper="x" * 32
-            ),
+            api_deps, scoped=msgspec.structs.replace(api_deps.scoped, tenants=broken_tenants)
         )
         correlation_id = str(uuid.uuid4())
         try:

@@ -12,6 +12,7 @@ from psycopg import errors as pg_errors
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import DBAPIError
 
+from metachat.database.tenancy import expose_schema
 from metachat.eventstore.projection.definition import Projection
 
 
@@ -28,12 +29,17 @@ def _translated(conn: Connection, translate: dict[str | None, str | None]) -> It
 
 
 def create_generation(conn: Connection, projection: Projection, generation: int) -> None:
-    """Create the schema, the empty tables and the `setup` extras of one generation (new schema)."""
-    conn.execute(text(f'CREATE SCHEMA "{projection.schema(generation)}"'))
+    """Create the schema, the empty tables and the `setup` extras of one generation (new schema).
+
+    The API may read the new tables, under row-level security (`database.tenancy`).
+    """
+    schema = projection.schema(generation)
+    conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     with _translated(conn, projection.translate(generation)) as translated:
         projection.metadata.create_all(translated, tables=projection.tables, checkfirst=False)
     if projection.setup is not None:
-        projection.setup(conn, projection.schema(generation))
+        projection.setup(conn, schema)
+    expose_schema(conn, schema)
 
 
 def drop_generation(conn: Connection, projection: Projection, generation: int) -> None:
@@ -55,21 +61,24 @@ def point_views(conn: Connection, projection: Projection, generation: int) -> No
     """Point every view of the projection at one generation's tables.
 
     `CREATE OR REPLACE VIEW` keeps the view's identity (grants, dependants) and is what a
-    rebuild with an unchanged shape uses. When a new generation changed the columns, the
-    replace is refused (42P16) and the view is dropped and created again; both happen inside
-    the caller's transaction, so readers still never see it missing.
+    rebuild with an unchanged shape uses. Views read with their caller's rights
+    (`security_invoker`), so the tables' row-level security binds the API through them; the
+    option is given every time because a replace resets the options it does not name. When a
+    new generation changed the columns, the replace is refused (42P16) and the view is dropped
+    and created again; both happen inside the caller's transaction, so readers still never see
+    it missing.
     """
     schema = projection.schema(generation)
     for table, view in projection.views.items():
-        select = f'SELECT * FROM "{schema}"."{table}"'
+        body = f'{view} WITH (security_invoker = true) AS SELECT * FROM "{schema}"."{table}"'
         try:
             with conn.begin_nested():
-                conn.execute(text(f"CREATE OR REPLACE VIEW {view} AS {select}"))
+                conn.execute(text(f"CREATE OR REPLACE VIEW {body}"))
         except DBAPIError as exc:
             if not isinstance(exc.orig, pg_errors.InvalidTableDefinition):
                 raise
             conn.execute(text(f"DROP VIEW {view}"))
-            conn.execute(text(f"CREATE VIEW {view} AS {select}"))
+            conn.execute(text(f"CREATE VIEW {body}"))
 
 
 def install(conn: Connection, projection: Projection, *, generation: int = 1) -> None:

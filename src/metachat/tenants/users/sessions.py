@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from metachat.kernel.errors import AuthenticationError
 from metachat.kernel.ids import uuid7
+from metachat.kernel.tenancy import tenant_scope
 from metachat.tenants.commands import Role
 from metachat.tenants.users import passwords, tokens
 from metachat.tenants.users.tokens import Claims, TokenSigner
@@ -95,21 +96,24 @@ async def login(
     now: datetime,
 ) -> TokenPair:
     """Check a password and open a session; unknown email and wrong password answer alike."""
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("""SELECT user_id, password_hash, role, active FROM tenants.users
-                        WHERE tenant_id = :t AND lower(email) = lower(:e)"""),
-                {"t": tenant_id, "e": email.strip()},
-            )
-        ).first()
-    # Verify even for an unknown or inactive user, so timing does not tell which emails exist.
-    stored = row.password_hash if row is not None and row.active else None
-    if not await passwords.verify_password(stored, password) or row is None:
-        raise AuthenticationError(_REFUSED)
-    identity = UserIdentity(tenant_id=tenant_id, user_id=row.user_id, role=row.role)
-    async with engine.begin() as conn:
-        return await _issue(conn, signer, identity, family_id=uuid7(), now=now)
+    # Each of these functions acts for the tenant it has just learnt (named by the caller, or
+    # in a token whose signature was checked): row-level security shows it nothing else.
+    with tenant_scope(tenant_id):
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("""SELECT user_id, password_hash, role, active FROM tenants.users
+                            WHERE tenant_id = :t AND lower(email) = lower(:e)"""),
+                    {"t": tenant_id, "e": email.strip()},
+                )
+            ).first()
+        # Verify even for an unknown or inactive user, so timing does not tell which exist.
+        stored = row.password_hash if row is not None and row.active else None
+        if not await passwords.verify_password(stored, password) or row is None:
+            raise AuthenticationError(_REFUSED)
+        identity = UserIdentity(tenant_id=tenant_id, user_id=row.user_id, role=row.role)
+        async with engine.begin() as conn:
+            return await _issue(conn, signer, identity, family_id=uuid7(), now=now)
 
 
 async def refresh(
@@ -117,6 +121,13 @@ async def refresh(
 ) -> TokenPair:
     """Exchange a refresh token for a new pair; a token used twice revokes its whole family."""
     claims = signer.verify(refresh_token, expected="refresh", now=now)
+    with tenant_scope(claims.tid):
+        return await _rotate(engine, signer, claims, refresh_token, now=now)
+
+
+async def _rotate(
+    engine: AsyncEngine, signer: TokenSigner, claims: Claims, refresh_token: str, *, now: datetime
+) -> TokenPair:
     async with engine.begin() as conn:
         # FOR UPDATE serialises two refreshes of the same token: the second sees `used_at` set.
         row = (
@@ -147,17 +158,18 @@ async def logout(
     engine: AsyncEngine, signer: TokenSigner, *, refresh_token: str, now: datetime
 ) -> None:
     """End the session a refresh token belongs to (its whole family)."""
-    signer.verify(refresh_token, expected="refresh", now=now)
-    async with engine.begin() as conn:
-        row = (
-            await conn.execute(
-                text("SELECT family_id FROM tenants.refresh_tokens WHERE token_hash = :h"),
-                {"h": tokens.digest(refresh_token)},
-            )
-        ).first()
-        if row is None:
-            raise AuthenticationError("invalid or expired token")
-        await _revoke_family(conn, row.family_id, now)
+    claims = signer.verify(refresh_token, expected="refresh", now=now)
+    with tenant_scope(claims.tid):
+        async with engine.begin() as conn:
+            row = (
+                await conn.execute(
+                    text("SELECT family_id FROM tenants.refresh_tokens WHERE token_hash = :h"),
+                    {"h": tokens.digest(refresh_token)},
+                )
+            ).first()
+            if row is None:
+                raise AuthenticationError("invalid or expired token")
+            await _revoke_family(conn, row.family_id, now)
 
 
 async def _revoke_family(conn: AsyncConnection, family_id: uuid.UUID, now: datetime) -> None:
@@ -173,14 +185,15 @@ async def authenticate_access(
 ) -> UserIdentity:
     """Return the user behind an access token; a deactivated user is refused at once."""
     claims = signer.verify(token, expected="access", now=now)
-    async with engine.connect() as conn:
-        row = (
-            await conn.execute(
-                text("""SELECT role, active FROM tenants.users
-                        WHERE tenant_id = :t AND user_id = :u"""),
-                {"t": claims.tid, "u": claims.sub},
-            )
-        ).first()
+    with tenant_scope(claims.tid):
+        async with engine.connect() as conn:
+            row = (
+                await conn.execute(
+                    text("""SELECT role, active FROM tenants.users
+                            WHERE tenant_id = :t AND user_id = :u"""),
+                    {"t": claims.tid, "u": claims.sub},
+                )
+            ).first()
     if row is None or not row.active:
         raise AuthenticationError("invalid or expired token")
     return UserIdentity(tenant_id=claims.tid, user_id=claims.sub, role=row.role)
