@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.conversations import model
 from metachat.conversations.commands import (
@@ -80,9 +81,12 @@ async def _with_retry(attempt: Callable[[], Awaitable[T]]) -> T:
 
 
 async def _load(
-    store: PostgresEventStore, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+    store: PostgresEventStore,
+    tenant_id: uuid.UUID,
+    conversation_id: uuid.UUID,
+    conn: AsyncConnection | None = None,
 ) -> list[Recorded]:
-    recorded = await store.read_stream(model.stream_id(conversation_id))
+    recorded = await store.read_stream(model.stream_id(conversation_id), conn=conn)
     # The first envelope names the owner: another tenant's conversation is a missing one.
     if not recorded or recorded[0].envelope.tenant_id != tenant_id:
         raise NotFoundError("conversation not found", conversation_id=str(conversation_id))
@@ -95,13 +99,14 @@ async def _run(
     """Run one command; return the stream as read and the events appended by it."""
 
     async def attempt() -> tuple[list[Recorded], list[Recorded]]:
-        # Reading outside the appending transaction is safe: the append checks the version read.
-        history = await _load(deps.store, ctx.tenant_id, conversation_id)
-        state = model.replay([r.event for r in history])
-        events = model.decide(state, command)
-        if not events:
-            return history, []
+        # Read and append in one transaction for its round trips (one BEGIN, one tenant
+        # setting, one COMMIT), not for isolation: the append checks the version read anyway.
         async with deps.store.engine.begin() as conn:
+            history = await _load(deps.store, ctx.tenant_id, conversation_id, conn)
+            state = model.replay([r.event for r in history])
+            events = model.decide(state, command)
+            if not events:
+                return history, []
             appended = await deps.store.append(
                 model.stream_id(conversation_id),
                 events,

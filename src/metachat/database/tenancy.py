@@ -20,11 +20,10 @@ refused.
 See architecture/decisions/0008-row-level-security.md.
 """
 
-import uuid
 from typing import Any
 
 from sqlalchemy import Connection, event, text
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metachat.kernel.tenancy import current_tenant
 
@@ -99,16 +98,6 @@ def expose_schema(conn: Connection, schema: str) -> None:
     conn.execute(text(f'GRANT USAGE ON SCHEMA "{schema}" TO {APP_ROLE}'))
     conn.execute(text(f'GRANT SELECT ON ALL TABLES IN SCHEMA "{schema}" TO {APP_ROLE}'))
     protect_tenant_tables(conn, schema)
-
-
-async def set_tenant(conn: AsyncConnection, tenant_id: uuid.UUID) -> None:
-    """Act for `tenant_id` for the rest of the connection's current transaction.
-
-    For the one place that learns the tenant inside a transaction: an API key's lookup.
-    """
-    await conn.execute(
-        text(f"SELECT set_config('{TENANT_SETTING}', :t, true)"), {"t": str(tenant_id)}
-    )
 
 
 def scope_transactions(engine: AsyncEngine) -> None:

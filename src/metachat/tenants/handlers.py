@@ -9,7 +9,6 @@ import msgspec
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from metachat.database.tenancy import set_tenant
 from metachat.eventstore.envelope import Metadata, Recorded
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.kernel.actors import Actor
@@ -28,6 +27,7 @@ from metachat.tenants.events import ApiKeyIssued, ApiKeyRevoked
 
 T = TypeVar("T")
 _RETRIES = 3
+_AUTHENTICATE = text("SELECT * FROM tenants.authenticate_api_key(:p, :h, :now)")
 
 
 class IssuedKey(msgspec.Struct, frozen=True, kw_only=True):
@@ -296,26 +296,21 @@ async def authenticate(api_key: str, *, deps: TenantDeps) -> Principal:
     prefix = keys.parse_prefix(api_key)
     if prefix is None:
         raise AuthenticationError("invalid API key")
-    async with deps.store.engine.begin() as conn:
-        # The one read made before the tenant is known: a SECURITY DEFINER function that
-        # answers the presented prefix's row past row-level security (migration 0008).
+    async with deps.store.engine.connect() as conn:
+        # One statement in autocommit, one round trip: a SECURITY DEFINER function finds the key
+        # past row-level security (the tenant is not known yet) and keeps its last use
+        # (migration 0008).
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
         row = (
-            await conn.execute(text("SELECT * FROM tenants.api_key_by_prefix(:p)"), {"p": prefix})
+            await auto.execute(
+                _AUTHENTICATE,
+                {
+                    "p": prefix,
+                    "h": keys.digest(api_key, pepper=deps.pepper),
+                    "now": datetime.now(UTC),
+                },
+            )
         ).first()
-        now = datetime.now(UTC)
-        if (
-            row is None
-            or row.revoked_at is not None
-            or (row.expires_at is not None and row.expires_at <= now)
-            or not keys.matches(api_key, bytes(row.key_hash), pepper=deps.pepper)
-        ):
-            raise AuthenticationError("invalid API key")
-        await set_tenant(conn, row.tenant_id)
-        # Coarse last-used tracking: at most one write per key per minute.
-        await conn.execute(
-            text("""UPDATE tenants.api_keys SET last_used_at = :now
-                    WHERE tenant_id = :t AND key_id = :k
-                    AND (last_used_at IS NULL OR last_used_at < :now - interval '1 minute')"""),
-            {"now": now, "t": row.tenant_id, "k": row.key_id},
-        )
+    if row is None:
+        raise AuthenticationError("invalid API key")
     return Principal(tenant_id=row.tenant_id, key_id=row.key_id, scopes=frozenset(row.scopes))

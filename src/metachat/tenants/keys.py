@@ -2,7 +2,8 @@
 
 A key is `mck_<prefix>_<secret>`: 12 lookup characters and 43 characters (256 bits) of secret.
 The key has full entropy, so a keyed fast hash (HMAC-SHA256 with the server's pepper) is the
-right tool; a slow password hash would only cost every request time (as GitHub tokens do).
+right tool; a slow password hash would only cost every request time (as GitHub tokens do). The
+database compares the stored hash with the presented key's (`tenants.authenticate_api_key`).
 """
 
 import hashlib
@@ -43,8 +44,3 @@ def parse_prefix(plaintext: str) -> str | None:
     if len(parts) != 3 or parts[0] != "mck" or len(parts[1]) != PREFIX_LEN or not parts[2]:  # noqa: PLR2004
         return None
     return parts[1]
-
-
-def matches(plaintext: str, stored: bytes, *, pepper: str) -> bool:
-    """Compare a presented key with a stored hash in constant time."""
-    return hmac.compare_digest(digest(plaintext, pepper=pepper), stored)
