@@ -18,6 +18,7 @@ from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.registry import EventRegistry
 from metachat.settings import Secret, Settings
 from metachat.tenants import events as tenant_events
+from metachat.tenants.assistant.crypto import SecretBox
 from metachat.tenants.handlers import TenantDeps
 
 log = structlog.get_logger()
@@ -50,6 +51,8 @@ class Deps(msgspec.Struct, frozen=True, kw_only=True):
     store: PostgresEventStore
     tenants: TenantDeps
     scoped: ScopedDeps
+    secrets: SecretBox
+    """Seals and opens tenants' secrets at rest (providers' API keys)."""
 
     async def close(self) -> None:
         """Release connections and background tasks."""
@@ -127,6 +130,8 @@ async def build(
     await notifier.start()
     store = PostgresEventStore(engine, registry, notifier)
     pepper = settings.api_key_pepper.value if settings.api_key_pepper else ""
+    if settings.secret_key is None:
+        raise RuntimeError("no secret key: resolve_secrets provides one outside production")
     scoped_engine = create_engine(url, pool_size=pool_size, tenant_scoped=True)
     scoped_store = PostgresEventStore(scoped_engine, registry, notifier)
     return Deps(
@@ -142,4 +147,5 @@ async def build(
             store=scoped_store,
             tenants=TenantDeps(store=scoped_store, pepper=pepper),
         ),
+        secrets=SecretBox(settings.secret_key.value),
     )

@@ -33,6 +33,8 @@ from metachat.conversations.read_routes import ROUTES as CONVERSATION_READ_ROUTE
 from metachat.conversations.routes import ROUTES as CONVERSATION_ROUTES
 from metachat.conversations.stream import ConversationStreamController, StreamHub, StreamReader
 from metachat.database.engine import libpq_url
+from metachat.tenants.assistant.handlers import AssistantDeps
+from metachat.tenants.assistant.routes import ROUTES as ASSISTANT_ROUTES
 from metachat.tenants.routes import ROUTES as TENANT_ROUTES
 from metachat.tenants.user_routes import AUTH_ROUTES
 from metachat.tenants.user_routes import ROUTES as USER_ROUTES
@@ -84,6 +86,7 @@ def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
             *CONVERSATION_READ_ROUTES,
             *TENANT_ROUTES,
             *USER_ROUTES,
+            *ASSISTANT_ROUTES,
             ConversationStreamController,
         ],
         # In this order: the rate limit counts per authenticated caller.
@@ -92,6 +95,11 @@ def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
             "principal": Provide(provide_principal, sync_to_thread=False),
             "conversation_deps": Provide(
                 lambda: ConversationDeps(store=deps.scoped.store),
+                use_cache=True,
+                sync_to_thread=False,
+            ),
+            "assistant_deps": Provide(
+                lambda: AssistantDeps(store=deps.scoped.store, box=deps.secrets),
                 use_cache=True,
                 sync_to_thread=False,
             ),

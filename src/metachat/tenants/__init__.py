@@ -1,7 +1,10 @@
 """Tenants: the businesses on the platform and their API keys.
 
 Owns: `tenants.tenant_ids` (the root of every tenant foreign key), `tenants.api_keys` (the
-write-side key index) and the `tenant_directory` read model.
-Publishes: `tenants.tenant_created`, `tenants.api_key_issued`, `tenants.api_key_revoked`.
+write-side key index), users and sessions, the assistant settings with `tenants.provider_keys`
+(providers' keys, sealed), and the `tenant_directory` read model.
+Publishes: `tenants.tenant_created`, `tenants.api_key_issued`, `tenants.api_key_revoked`, the
+`tenants.user_*` events, `tenants.assistant_configured`, `tenants.provider_key_set`,
+`tenants.provider_key_removed`.
 Consumes: nothing.
 """

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 import msgspec
 
@@ -79,3 +79,88 @@ class DeactivateUser(msgspec.Struct, frozen=True, kw_only=True):
 
     user_id: uuid.UUID
     by_role: Role | None = None
+
+
+ProviderKind = Literal[
+    "offline", "openai", "deepseek", "ollama", "vllm", "llamacpp", "openai_compatible", "anthropic"
+]
+"""Where the assistant's model runs: offline (built in, no key), an OpenAI-compatible server, or
+Anthropic."""
+KEYLESS_PROVIDERS: frozenset[str] = frozenset({"offline", "ollama", "vllm", "llamacpp"})
+"""Providers that work without an API key (local servers may still be given one)."""
+
+_Short = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+_Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]
+
+
+class ModelChoice(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """One model the assistant may call, with its parameters."""
+
+    kind: ProviderKind = "offline"
+    model: _Short = "offline"
+    base_url: Annotated[str, msgspec.Meta(max_length=500, pattern=r"^https?://")] | None = None
+    temperature: Annotated[float, msgspec.Meta(ge=0, le=2)] = 0.3
+    max_tokens: Annotated[int, msgspec.Meta(ge=1, le=32_000)] = 600
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=120)] = 30.0
+
+
+class ConfidencePolicy(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """When the assistant's answer is sent, sent with a disclaimer, reviewed, or handed off."""
+
+    enabled: bool = True
+    mode: Literal["strict", "standard", "lenient"] = "standard"
+    handoff_threshold: _Unit | None = None
+    review_threshold: _Unit | None = None
+    add_disclaimers: bool = True
+    disclaimer_text: Annotated[str, msgspec.Meta(min_length=1, max_length=500)] | None = None
+    high_stakes_domains: Annotated[tuple[_Short, ...], msgspec.Meta(max_length=100)] = ()
+    """Extra high-stakes terms; they extend the built-in list, never replace it."""
+    handoff_keywords: Annotated[tuple[_Short, ...], msgspec.Meta(max_length=100)] = ()
+
+
+DEFAULT_HANDOFF_MESSAGE = (
+    "Thank you for your patience. A member of our team will reply to you here shortly."
+)
+
+
+class AssistantSettings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """How a tenant's assistant answers: voice, model chain, limits and escalation."""
+
+    enabled: bool = True
+    brand_name: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    tone: Annotated[str, msgspec.Meta(max_length=200)] = "friendly and professional"
+    language: Annotated[str, msgspec.Meta(min_length=2, max_length=35)] = "auto"
+    """`auto` answers in the customer's language; otherwise a language name or code."""
+    system_prompt: Annotated[str, msgspec.Meta(max_length=8_000)] = ""
+    handoff_message: Annotated[str, msgspec.Meta(min_length=1, max_length=1_000)] = (
+        DEFAULT_HANDOFF_MESSAGE
+    )
+    burst_window_ms: Annotated[int, msgspec.Meta(ge=0, le=60_000)] = 1_500
+    """Customer messages this close together get one answer."""
+    history_token_budget: Annotated[int, msgspec.Meta(ge=100, le=100_000)] = 2_000
+    retrieval: bool = True
+    primary: ModelChoice = msgspec.field(default_factory=ModelChoice)
+    fallbacks: Annotated[tuple[ModelChoice, ...], msgspec.Meta(max_length=3)] = ()
+    max_tool_rounds: Annotated[int, msgspec.Meta(ge=0, le=10)] = 3
+    monthly_budget_usd: Annotated[float, msgspec.Meta(ge=0)] | None = None
+    calls_per_minute: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 120
+    confidence: ConfidencePolicy = msgspec.field(default_factory=ConfidencePolicy)
+
+
+class ConfigureAssistant(msgspec.Struct, frozen=True, kw_only=True):
+    """Replace the tenant's assistant settings."""
+
+    settings: AssistantSettings
+
+
+class SetProviderKey(msgspec.Struct, frozen=True, kw_only=True):
+    """Store (or replace) the API key of a provider; it is kept encrypted, never shown again."""
+
+    provider: ProviderKind
+    last_four: str
+
+
+class RemoveProviderKey(msgspec.Struct, frozen=True, kw_only=True):
+    """Forget a provider's API key."""
+
+    provider: ProviderKind

@@ -4,6 +4,7 @@ import uuid
 from datetime import datetime
 
 from metachat.eventstore.envelope import Event
+from metachat.tenants.commands import AssistantSettings, ProviderKind
 
 
 class TenantCreated(Event, frozen=True, kw_only=True):
@@ -74,6 +75,31 @@ class UserDeactivated(Event, frozen=True, kw_only=True):
     user_id: uuid.UUID
 
 
+class AssistantConfigured(Event, frozen=True, kw_only=True):
+    """The tenant's assistant settings were replaced (never a key: see ProviderKeySet)."""
+
+    type = "tenants.assistant_configured"
+    version = 1
+    settings: AssistantSettings
+
+
+class ProviderKeySet(Event, frozen=True, kw_only=True):
+    """A provider's API key was stored, encrypted; only its last four characters are recorded."""
+
+    type = "tenants.provider_key_set"
+    version = 1
+    provider: ProviderKind
+    last_four: str
+
+
+class ProviderKeyRemoved(Event, frozen=True, kw_only=True):
+    """A provider's API key was deleted."""
+
+    type = "tenants.provider_key_removed"
+    version = 1
+    provider: ProviderKind
+
+
 EVENTS: tuple[type[Event], ...] = (
     TenantCreated,
     TenantRenamed,
@@ -82,4 +108,7 @@ EVENTS: tuple[type[Event], ...] = (
     UserCreated,
     UserRoleChanged,
     UserDeactivated,
+    AssistantConfigured,
+    ProviderKeySet,
+    ProviderKeyRemoved,
 )
