@@ -1,7 +1,7 @@
 """Commands of the conversations context (public contract)."""
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 
@@ -59,3 +59,29 @@ class ReopenConversation(msgspec.Struct, frozen=True, kw_only=True):
     """Make a resolved or closed conversation active again."""
 
     reason: str = "reopened"
+
+
+AssistantAction = Literal["send", "send_with_disclaimer", "send_and_review", "hand_off"]
+
+
+class DeliverAssistantReply(msgspec.Struct, frozen=True, kw_only=True):
+    """The assistant's outcome for the customer messages it answered, applied as one change.
+
+    `send` and `send_with_disclaimer` post `text`; `send_and_review` posts it and asks a human to
+    check it; `hand_off` posts `text` (the tenant's hand-off wording) and hands the conversation
+    to the humans. The reply's external id is `reply:<last message answered>`, so a replayed
+    customer message can never get a second reply. `details` (decision, score, signals, model,
+    usage) is recorded on the events for operators.
+    """
+
+    message_id: uuid.UUID
+    text: str
+    in_reply_to: tuple[uuid.UUID, ...]
+    action: AssistantAction
+    reason: str
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+
+    @property
+    def external_id(self) -> str:
+        """The reply's dedup key: one reply per last customer message answered."""
+        return f"reply:{self.in_reply_to[-1]}"

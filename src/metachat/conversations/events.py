@@ -51,6 +51,19 @@ class ConversationHandedOff(Event, frozen=True, kw_only=True):
     version = 1
     conversation_id: uuid.UUID
     reason: str
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
+    """Why, for an operator: the assistant's decision, score and signals when it handed off."""
+
+
+class ConversationReviewRequested(Event, frozen=True, kw_only=True):
+    """The assistant answered but asks a human to check its answer; it keeps the conversation."""
+
+    type = "conversations.review_requested"
+    version = 1
+    conversation_id: uuid.UUID
+    message_id: uuid.UUID
+    reason: str
+    details: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class ConversationReturnedToAssistant(Event, frozen=True, kw_only=True):
@@ -91,6 +104,7 @@ EVENTS: tuple[type[Event], ...] = (
     MessagePosted,
     ConversationAssigned,
     ConversationHandedOff,
+    ConversationReviewRequested,
     ConversationReturnedToAssistant,
     ConversationResolved,
     ConversationClosed,

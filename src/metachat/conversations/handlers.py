@@ -19,6 +19,7 @@ from metachat.conversations import model
 from metachat.conversations.commands import (
     AssignConversation,
     CloseConversation,
+    DeliverAssistantReply,
     HandOffConversation,
     OpenConversation,
     PostMessage,
@@ -242,3 +243,39 @@ async def get_conversation(
 ) -> ConversationView:
     """Return the conversation as its stream describes it (current right after a command)."""
     return conversation_view(await _load(deps.store, tenant_id, conversation_id))
+
+
+class History(msgspec.Struct, frozen=True, kw_only=True):
+    """A conversation's state and messages, oldest first, as of one read of its stream."""
+
+    state: model.ConversationState
+    messages: list[MessageView]
+    channel: str
+    customer_id: str
+    version: int
+
+
+async def load_history(
+    deps: ConversationDeps, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+) -> History:
+    """Return the conversation's state and every message (what the assistant answers from)."""
+    recorded = await _load(deps.store, tenant_id, conversation_id)
+    view = conversation_view(recorded)
+    return History(
+        state=model.replay([r.event for r in recorded]),
+        messages=[MessageView.of(r) for r in recorded if isinstance(r.event, MessagePosted)],
+        channel=view.channel,
+        customer_id=view.customer_id,
+        version=len(recorded),
+    )
+
+
+async def deliver_assistant_reply(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, reply: DeliverAssistantReply
+) -> list[Recorded]:
+    """Apply the assistant's outcome (reply, review request or hand-off) as one change.
+
+    Returns the events appended: none when these messages were answered already.
+    """
+    _, appended = await _run(deps, ctx, conversation_id, reply)
+    return appended

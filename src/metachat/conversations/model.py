@@ -19,6 +19,7 @@ from metachat.conversations.commands import (
     MAX_TEXT,
     AssignConversation,
     CloseConversation,
+    DeliverAssistantReply,
     HandOffConversation,
     OpenConversation,
     PostMessage,
@@ -34,6 +35,7 @@ from metachat.conversations.events import (
     ConversationReopened,
     ConversationResolved,
     ConversationReturnedToAssistant,
+    ConversationReviewRequested,
     MessagePosted,
 )
 from metachat.eventstore.envelope import Event
@@ -49,6 +51,7 @@ Command = (
     | ResolveConversation
     | CloseConversation
     | ReopenConversation
+    | DeliverAssistantReply
 )
 MAX_FIELD = 200
 
@@ -191,6 +194,41 @@ def _reopen(state: ConversationState, cid: uuid.UUID, command: Any) -> list[Even
     return [ConversationReopened(conversation_id=cid, reason=_short(command.reason, "reason"))]
 
 
+def _deliver(state: ConversationState, cid: uuid.UUID, command: Any) -> list[Event]:
+    reply: DeliverAssistantReply = command
+    if not reply.in_reply_to:
+        raise ValidationError("a reply answers at least one message", field="in_reply_to")
+    post = PostMessage(
+        message_id=reply.message_id,
+        sender="assistant",
+        text=reply.text,
+        external_id=reply.external_id,
+        metadata={
+            "in_reply_to": [str(m) for m in reply.in_reply_to],
+            "action": reply.action,
+            "reason": reply.reason,
+            "details": reply.details,
+        },
+    )
+    posted = _post(state, cid, post)  # refuses once the humans have it
+    if not posted:
+        return []  # this message was answered already: the replay changes nothing
+    if reply.action == "hand_off":
+        return [
+            *posted,
+            ConversationHandedOff(conversation_id=cid, reason=reply.reason, details=reply.details),
+        ]
+    if reply.action == "send_and_review":
+        review = ConversationReviewRequested(
+            conversation_id=cid,
+            message_id=reply.message_id,
+            reason=reply.reason,
+            details=reply.details,
+        )
+        return [*posted, review]
+    return posted
+
+
 _DECIDERS: dict[type, Callable[[ConversationState, uuid.UUID, Any], list[Event]]] = {
     PostMessage: _post,
     AssignConversation: _assign,
@@ -199,6 +237,7 @@ _DECIDERS: dict[type, Callable[[ConversationState, uuid.UUID, Any], list[Event]]
     ResolveConversation: _resolve,
     CloseConversation: _close,
     ReopenConversation: _reopen,
+    DeliverAssistantReply: _deliver,
 }
 
 

@@ -9,6 +9,7 @@ from metachat.conversations import model
 from metachat.conversations.commands import (
     AssignConversation,
     CloseConversation,
+    DeliverAssistantReply,
     HandOffConversation,
     OpenConversation,
     PostMessage,
@@ -24,6 +25,7 @@ from metachat.conversations.events import (
     ConversationReopened,
     ConversationResolved,
     ConversationReturnedToAssistant,
+    ConversationReviewRequested,
     MessagePosted,
     Sender,
 )
@@ -56,10 +58,24 @@ def post(sender: Sender, external_id: str | None = None) -> PostMessage:
     )
 
 
+def reply(action: str, answered: uuid.UUID | None = None) -> DeliverAssistantReply:
+    return DeliverAssistantReply(
+        message_id=uuid.uuid4(),
+        text="an answer",
+        in_reply_to=(answered or uuid.uuid4(),),
+        action=action,  # type: ignore[arg-type]
+        reason="confident" if action == "send" else "low_confidence",
+        details={"score": 0.5},
+    )
+
+
 COMMANDS: dict[str, Callable[[], model.Command]] = {
     "customer": lambda: post("customer"),
     "agent": lambda: post("agent"),
     "assistant": lambda: post("assistant"),
+    "reply": lambda: reply("send"),
+    "reply_review": lambda: reply("send_and_review"),
+    "reply_handoff": lambda: reply("hand_off"),
     "assign": lambda: AssignConversation(agent_id="agent-2"),
     "hand_off": lambda: HandOffConversation(reason="low confidence"),
     "return": ReturnToAssistant,
@@ -70,16 +86,18 @@ COMMANDS: dict[str, Callable[[], model.Command]] = {
 
 X = None  # illegal: 409 with the current status
 M, R = MessagePosted, ConversationReopened
+REVIEW: list[type] = [M, ConversationReviewRequested]
+HANDOFF: list[type] = [M, ConversationHandedOff]
 # Expected event types per (state, command); X marks an illegal transition.
 TABLE: dict[str, dict[str, list[type] | None]] = {
-    "open":                   {"customer": [M], "agent": [M], "assistant": [M], "assign": [ConversationAssigned], "hand_off": [ConversationHandedOff], "return": X, "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
-    "open_given_back":        {"customer": [M], "agent": [M], "assistant": [M], "assign": [ConversationAssigned], "hand_off": [ConversationHandedOff], "return": X, "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
-    "handed_off":             {"customer": [M], "agent": [M], "assistant": X, "assign": [ConversationAssigned], "hand_off": [], "return": [ConversationReturnedToAssistant], "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
-    "assigned":               {"customer": [M], "agent": [M], "assistant": X, "assign": [ConversationAssigned], "hand_off": [], "return": [ConversationReturnedToAssistant], "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
-    "resolved":               {"customer": [R, M], "agent": X, "assistant": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": [ConversationClosed], "reopen": [R]},
-    "resolved_after_handoff": {"customer": [R, M], "agent": X, "assistant": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": [ConversationClosed], "reopen": [R]},
-    "closed":                 {"customer": X, "agent": X, "assistant": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": X, "reopen": [R]},
-    "closed_after_handoff":   {"customer": X, "agent": X, "assistant": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": X, "reopen": [R]},
+    "open":                   {"customer": [M], "agent": [M], "assistant": [M], "reply": [M], "reply_review": REVIEW, "reply_handoff": HANDOFF, "assign": [ConversationAssigned], "hand_off": [ConversationHandedOff], "return": X, "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
+    "open_given_back":        {"customer": [M], "agent": [M], "assistant": [M], "reply": [M], "reply_review": REVIEW, "reply_handoff": HANDOFF, "assign": [ConversationAssigned], "hand_off": [ConversationHandedOff], "return": X, "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
+    "handed_off":             {"customer": [M], "agent": [M], "assistant": X, "reply": X, "reply_review": X, "reply_handoff": X, "assign": [ConversationAssigned], "hand_off": [], "return": [ConversationReturnedToAssistant], "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
+    "assigned":               {"customer": [M], "agent": [M], "assistant": X, "reply": X, "reply_review": X, "reply_handoff": X, "assign": [ConversationAssigned], "hand_off": [], "return": [ConversationReturnedToAssistant], "resolve": [ConversationResolved], "close": [ConversationClosed], "reopen": X},
+    "resolved":               {"customer": [R, M], "agent": X, "assistant": X, "reply": X, "reply_review": X, "reply_handoff": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": [ConversationClosed], "reopen": [R]},
+    "resolved_after_handoff": {"customer": [R, M], "agent": X, "assistant": X, "reply": X, "reply_review": X, "reply_handoff": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": [ConversationClosed], "reopen": [R]},
+    "closed":                 {"customer": X, "agent": X, "assistant": X, "reply": X, "reply_review": X, "reply_handoff": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": X, "reopen": [R]},
+    "closed_after_handoff":   {"customer": X, "agent": X, "assistant": X, "reply": X, "reply_review": X, "reply_handoff": X, "assign": X, "hand_off": X, "return": X, "resolve": X, "close": X, "reopen": [R]},
 }  # fmt: skip
 
 CASES = [(state, command) for state in TABLE for command in TABLE[state]]
@@ -102,6 +120,33 @@ def test_transition(state_name: str, command_name: str) -> None:
 def test_table_covers_every_state_and_command() -> None:
     assert set(TABLE) == set(HISTORIES)
     assert all(set(row) == set(COMMANDS) for row in TABLE.values())
+    opened = {OpenConversation}  # from no state at all: TestOpen
+    assert {type(make()) for make in COMMANDS.values()} | opened == set(model.Command.__args__)
+
+
+class TestAssistantReply:
+    def test_a_replayed_message_gets_no_second_reply(self) -> None:
+        answered = uuid.uuid4()
+        first = model.decide(model.replay([OPENED]), reply("send", answered))
+        state = model.replay([OPENED, *first])
+        assert model.decide(state, reply("send", answered)) == []
+        assert model.decide(state, reply("hand_off", answered)) == []
+
+    def test_the_decision_is_recorded_on_the_reply_and_the_handoff(self) -> None:
+        events = model.decide(model.replay([OPENED]), reply("hand_off"))
+        posted, handed = events
+        assert isinstance(posted, MessagePosted)
+        assert isinstance(handed, ConversationHandedOff)
+        assert posted.metadata["action"] == "hand_off"
+        assert posted.metadata["details"] == handed.details == {"score": 0.5}
+        assert model.replay([OPENED, *events]).handed_off
+
+    def test_a_reply_answers_at_least_one_message(self) -> None:
+        empty = DeliverAssistantReply(
+            message_id=uuid.uuid4(), text="x", in_reply_to=(), action="send", reason="r"
+        )
+        with pytest.raises(ValidationError):
+            model.decide(model.replay([OPENED]), empty)
 
 
 class TestStickyHandoff:
