@@ -222,8 +222,11 @@ def map_openai_error(exc: openai.OpenAIError, *, provider: str) -> LLMError:
     if isinstance(exc, openai.APIConnectionError):
         return LLMConnectionError(f"could not connect: {exc.message}", provider=provider)
     if isinstance(exc, openai.APIStatusError):
+        # The SDK hands over the body's `error` object; its message is the provider's own words.
+        body = exc.body if isinstance(exc.body, dict) else {}
+        message = body.get("message") if isinstance(body.get("message"), str) else exc.message
         return error_for_status(
-            exc.status_code, exc.message, provider=provider, headers=exc.response.headers
+            exc.status_code, str(message), provider=provider, headers=exc.response.headers
         )
     if isinstance(exc, openai.APIResponseValidationError):
         return LLMServerError("the response does not match the API", provider=provider)
