@@ -3,20 +3,32 @@
 import base64
 import json
 import secrets
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import structlog
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from metachat.conversations import ConversationDeps
 from metachat.conversations import events as conversation_events
+from metachat.conversations.live import LivePublisher
 from metachat.database.embedded import start_embedded
 from metachat.database.engine import create_engine, libpq_url
 from metachat.database.migrate import check_schema
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.registry import EventRegistry
+from metachat.llm import LLMGateway, PriceTable
+from metachat.orchestrator import OrchestratorDeps
+from metachat.orchestrator import events as orchestrator_events
+from metachat.orchestrator.locks import ConversationLocks
+from metachat.orchestrator.models import Models, public_url_guard
+from metachat.orchestrator.usage import UsageRecorder
 from metachat.settings import Secret, Settings
+from metachat.tenants import AssistantDeps, get_tenant
 from metachat.tenants import events as tenant_events
 from metachat.tenants.assistant.crypto import SecretBox
 from metachat.tenants.handlers import TenantDeps
@@ -63,7 +75,9 @@ class Deps(msgspec.Struct, frozen=True, kw_only=True):
 
 def build_registry() -> EventRegistry:
     """The one registry of every event type the platform can emit."""
-    return EventRegistry([*tenant_events.EVENTS, *conversation_events.EVENTS])
+    return EventRegistry(
+        [*tenant_events.EVENTS, *conversation_events.EVENTS, *orchestrator_events.EVENTS]
+    )
 
 
 def resolve_database_url(settings: Settings) -> str:
@@ -149,3 +163,52 @@ async def build(
         ),
         secrets=SecretBox(settings.secret_key.value),
     )
+
+
+class Orchestrator(msgspec.Struct, frozen=True, kw_only=True):
+    """The reply policy's dependencies and the connections they hold (closed by `close`)."""
+
+    deps: OrchestratorDeps
+    models: Models
+    locks: ConversationLocks
+    live: LivePublisher
+
+    async def close(self) -> None:
+        """Close the model clients and the lock and live-update connections."""
+        await self.models.gateway.aclose()
+        await self.locks.close()
+        await self.live.close()
+
+
+async def _no_knowledge(query: str, top_k: int) -> list[Any]:
+    """Retrieval until the knowledge module lands: nothing is found (the prompt says so)."""
+    del query, top_k
+    return []
+
+
+def build_orchestrator(deps: Deps) -> Orchestrator:
+    """Wire the reply policy to the process's stores, models and connections."""
+    url = libpq_url(deps.database_url)
+    locks, live = ConversationLocks(url), LivePublisher(url)
+    llm = deps.settings.llm
+    models = Models(
+        deps.engine,
+        gateway=LLMGateway(url_guard=public_url_guard(llm.allowed_hosts)),
+        prices=PriceTable.with_overrides(llm.prices),
+    )
+
+    async def tenant_name(tenant_id: uuid.UUID) -> str:
+        return (await get_tenant(deps.store, tenant_id=tenant_id, now=datetime.now(UTC))).name
+
+    orchestrator = OrchestratorDeps(
+        conversations=ConversationDeps(store=deps.store),
+        assistant=AssistantDeps(store=deps.store, box=deps.secrets),
+        locks=locks,
+        tenant_name=tenant_name,
+        provider_for=models.provider_for,
+        check_limits=models.check,
+        retrieve=_no_knowledge,
+        usage=UsageRecorder(deps.store, models.price),
+        live=live.open,
+    )
+    return Orchestrator(deps=orchestrator, models=models, locks=locks, live=live)

@@ -54,6 +54,15 @@ class ConsumerSettings(msgspec.Struct, frozen=True, kw_only=True):
     prefetch: int = 32
 
 
+class LlmSettings(msgspec.Struct, frozen=True, kw_only=True):
+    """The assistant's models, platform-wide: hosts tenants may point at, price overrides."""
+
+    allowed_hosts: tuple[str, ...] = ()
+    """Hosts a tenant's `base_url` may name although they resolve to internal addresses."""
+    prices: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
+    """Per model, USD per million tokens: `{"gpt-4o": {"input": "2.50", "output": "10"}}`."""
+
+
 class RateLimitSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Token bucket per caller (API key or user): `burst` requests at once, `rate` per second."""
 
@@ -86,6 +95,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     projector: ProjectorSettings = ProjectorSettings()
     consumer: ConsumerSettings = ConsumerSettings()
     rate_limit: RateLimitSettings = RateLimitSettings()
+    llm: LlmSettings = LlmSettings()
 
     @property
     def is_production(self) -> bool:
@@ -171,6 +181,26 @@ def _database_url(raw: str) -> str:
     return raw
 
 
+def _hosts(raw: str) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in raw.split(",") if h.strip())
+    if any(c.isspace() or "/" in c for host in hosts for c in host):
+        raise ValueError("expected host names separated by commas")
+    return hosts
+
+
+def _prices(raw: str) -> dict[str, dict[str, str]]:
+    try:
+        table = msgspec.json.decode(raw, type=dict[str, dict[str, str | int | float]])
+    except msgspec.DecodeError as exc:
+        raise ValueError(
+            f'expected JSON like {{"gpt-4o": {{"input": "2.5", "output": "10"}}}}: {exc}'
+        ) from exc
+    for model, entry in table.items():
+        if set(entry) != {"input", "output"}:
+            raise ValueError(f"{model}: give exactly input and output (USD per 1M tokens)")
+    return {m: {k: str(v) for k, v in e.items()} for m, e in table.items()}
+
+
 _FIELDS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "METACHAT_ENV": (("env",), _env),
     "METACHAT_PORT": (("port",), _port),
@@ -197,6 +227,8 @@ _FIELDS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "METACHAT_CONSUMER__PREFETCH": (("consumer", "prefetch"), _positive(int)),
     "METACHAT_RATE_LIMIT__RATE": (("rate_limit", "rate"), _positive(float)),
     "METACHAT_RATE_LIMIT__BURST": (("rate_limit", "burst"), _positive(int)),
+    "METACHAT_LLM__ALLOWED_HOSTS": (("llm", "allowed_hosts"), _hosts),
+    "METACHAT_LLM__PRICES": (("llm", "prices"), _prices),
 }
 
 
@@ -244,6 +276,7 @@ def load_settings(environ: Mapping[str, str]) -> Settings:
     kinds = {"amqp": AmqpSettings, "relay": RelaySettings, "projector": ProjectorSettings}
     kinds["consumer"] = ConsumerSettings
     kinds["rate_limit"] = RateLimitSettings
+    kinds["llm"] = LlmSettings
     for section, values in sections.items():
         top[section] = kinds[section](**values)
     return Settings(**top)

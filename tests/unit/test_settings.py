@@ -121,3 +121,19 @@ class TestEnvExamples:
         assert settings.is_production
         assert settings.secret_key is not None
         assert settings.api_key_pepper is not None
+
+
+class TestLlmSettings:
+    def test_allowed_hosts_and_price_overrides(self) -> None:
+        settings = load_settings(
+            {
+                "METACHAT_LLM__ALLOWED_HOSTS": "Ollama.internal, vllm.internal",
+                "METACHAT_LLM__PRICES": '{"my-model": {"input": 1, "output": "2.5"}}',
+            }
+        )
+        assert settings.llm.allowed_hosts == ("ollama.internal", "vllm.internal")
+        assert settings.llm.prices == {"my-model": {"input": "1", "output": "2.5"}}
+
+    def test_a_bad_price_table_is_named(self) -> None:
+        with pytest.raises(SettingsError, match="METACHAT_LLM__PRICES"):
+            load_settings({"METACHAT_LLM__PRICES": '{"m": {"input": 1}}'})

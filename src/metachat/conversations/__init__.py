@@ -14,12 +14,14 @@ from metachat.conversations.handlers import (
     deliver_assistant_reply,
     load_history,
 )
+from metachat.conversations.model import IllegalTransitionError
 from metachat.conversations.views import MessageView
 
 __all__ = [
     "Context",
     "ConversationDeps",
     "History",
+    "IllegalTransitionError",
     "MessageView",
     "deliver_assistant_reply",
     "load_history",

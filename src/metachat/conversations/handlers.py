@@ -52,12 +52,17 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
     tenant_id: uuid.UUID
     actor: Actor
     correlation_id: uuid.UUID
+    causation_id: uuid.UUID | None = None
+    """The event this command reacts to (a policy's trigger), if any."""
 
     @property
     def metadata(self) -> Metadata:
         """The metadata recorded on the events this command causes."""
         return Metadata(
-            tenant_id=self.tenant_id, actor=self.actor, correlation_id=self.correlation_id
+            tenant_id=self.tenant_id,
+            actor=self.actor,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
         )
 
 

@@ -13,6 +13,11 @@ One `StreamHub` per process holds one LISTEN connection on the events channel an
 open stream on each notification; each stream then asks for its own new events, so one
 notification costs one indexed query per open stream. A poll interval covers lost
 notifications, and a comment line every 15 s keeps proxies from closing an idle connection.
+
+The same connection listens for the assistant's reply as it is generated (`live`): each piece
+goes to the open streams of its tenant's conversation as `event: assistant.delta` with
+`reply_id`, `round`, `seq`, `text` and `done`, and no `id:` (pieces are not replayed on resume;
+the complete message follows as `conversations.message_posted`).
 """
 
 import asyncio
@@ -22,20 +27,27 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import msgspec
+import psycopg
+import structlog
 from litestar import Controller, Request, get
 from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter
 from litestar.response import ServerSentEvent, ServerSentEventMessage
 from sqlalchemy import text
 
+from metachat.conversations.live import LIVE_CHANNEL, LiveDelta, decode_delta
 from metachat.conversations.model import stream_id
+from metachat.eventstore.notify import CHANNEL
 from metachat.eventstore.postgres import PostgresEventStore
-from metachat.eventstore.projection.wakeup import Wakeup
 from metachat.kernel.errors import AuthenticationError, NotFoundError
 
 KEEP_ALIVE_SECONDS = 15.0
 POLL_SECONDS = 2.0
+LIVE_EVENT = "assistant.delta"
+"""The SSE event of a live reply piece (no `id:`: pieces are not replayed on resume)."""
 _PAGE = 500
+_INBOX = 1_000
+_RECONNECT_AFTER = 1.0
 
 _READ_AFTER = text("""
 SELECT position, event_id, tenant_id, stream_id, stream_version, type, schema_version,
@@ -50,29 +62,101 @@ _EXISTS = text(
     "WHERE stream_id = :stream_id AND tenant_id = :tenant_id)"
 )
 _encoder = msgspec.json.Encoder()
+log = structlog.get_logger()
+
+
+class Subscription:
+    """One open stream's inbox: a wake-up when events committed, and live reply pieces."""
+
+    def __init__(self, tenant_id: uuid.UUID, conversation_id: uuid.UUID) -> None:
+        self.key = (tenant_id, conversation_id)
+        self.inbox: asyncio.Queue[LiveDelta | None] = asyncio.Queue(maxsize=_INBOX)
+        self._wake_pending = False
+
+    def wake(self) -> None:
+        """Ask the stream to read its new events (at most one wake-up waits at a time)."""
+        if not self._wake_pending:
+            self._wake_pending = True
+            self._put(None)
+
+    def live(self, delta: LiveDelta) -> None:
+        """Hand over a live piece; dropped if the client is far behind (the message follows)."""
+        self._put(delta)
+
+    def _put(self, item: LiveDelta | None) -> None:
+        with contextlib.suppress(asyncio.QueueFull):
+            self.inbox.put_nowait(item)
+
+    async def next(self, seconds: float) -> LiveDelta | None:
+        """The next live piece, or None for a wake-up or when `seconds` passed."""
+        try:
+            item = await asyncio.wait_for(self.inbox.get(), seconds)
+        except TimeoutError:
+            return None
+        if item is None:
+            self._wake_pending = False
+        return item
 
 
 class StreamHub:
     """The process's one LISTEN connection, fanned out to every open event stream."""
 
     def __init__(self, libpq_url: str) -> None:
-        self._wakeup = Wakeup(libpq_url)
+        self._url = libpq_url
+        self._subscriptions: set[Subscription] = set()
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     @contextlib.contextmanager
-    def subscription(self) -> Iterator[asyncio.Event]:
-        """Yield an event set on every notification until the block ends."""
+    def subscription(
+        self, tenant_id: uuid.UUID, conversation_id: uuid.UUID
+    ) -> Iterator[Subscription]:
+        """Yield an inbox of wake-ups and of this conversation's live pieces, until the end."""
         if self._task is None:
             # Started on first use, on the serving loop: an app that never streams never
             # holds the connection.
-            self._task = asyncio.create_task(self._wakeup.run(self._stop), name="stream-hub")
-        woken = asyncio.Event()
-        self._wakeup.add(woken)
+            self._task = asyncio.create_task(self._run(), name="stream-hub")
+        subscription = Subscription(tenant_id, conversation_id)
+        self._subscriptions.add(subscription)
         try:
-            yield woken
+            yield subscription
         finally:
-            self._wakeup.discard(woken)
+            self._subscriptions.discard(subscription)
+
+    def _wake_all(self) -> None:
+        for subscription in self._subscriptions:
+            subscription.wake()
+
+    def _route(self, payload: str) -> None:
+        delta = decode_delta(payload)
+        if delta is None:
+            return
+        key = (delta.tenant_id, delta.conversation_id)  # a tenant's pieces reach only its streams
+        for subscription in self._subscriptions:
+            if subscription.key == key:
+                subscription.live(delta)
+
+    async def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                await self._listen()
+            except (psycopg.Error, OSError) as exc:
+                log.warning("stream_hub_reconnecting", error=str(exc))
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), _RECONNECT_AFTER)
+
+    async def _listen(self) -> None:
+        async with await psycopg.AsyncConnection.connect(self._url, autocommit=True) as conn:
+            await conn.execute(f"LISTEN {CHANNEL}")
+            await conn.execute(f"LISTEN {LIVE_CHANNEL}")
+            # Anything committed while we were not listening would otherwise wait for a poll.
+            self._wake_all()
+            while not self._stop.is_set():
+                async for notification in conn.notifies(timeout=_RECONNECT_AFTER):
+                    if notification.channel == LIVE_CHANNEL:
+                        self._route(notification.payload)
+                    else:
+                        self._wake_all()
 
     async def close(self) -> None:
         """Stop listening (the app's shutdown hook)."""
@@ -122,14 +206,11 @@ class StreamReader:
     async def messages(
         self, tenant_id: uuid.UUID, conversation_id: uuid.UUID, after: int
     ) -> AsyncIterator[ServerSentEventMessage]:
-        """Yield events after `after` as they commit, and keep-alive comments, until closed."""
+        """Yield events after `after` as they commit, live reply pieces, and keep-alive comments."""
         loop = asyncio.get_running_loop()
-        with self.hub.subscription() as woken:
+        with self.hub.subscription(tenant_id, conversation_id) as inbox:
             sent_at = loop.time()
             while True:
-                # Cleared before reading: a notification that arrives during the read sets it
-                # again, so the next wait returns at once instead of missing that commit.
-                woken.clear()
                 page = await self.events_after(tenant_id, conversation_id, after)
                 for message in page:
                     yield message
@@ -137,11 +218,26 @@ class StreamReader:
                     sent_at = loop.time()
                 if len(page) == _PAGE:
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(woken.wait(), self._poll)
+                # Live pieces are passed on as they come; a wake-up (or the poll interval)
+                # goes back to reading the stream. A wake-up that arrives during the read
+                # waits in the inbox, so no commit is missed.
+                while (delta := await inbox.next(self._poll)) is not None:
+                    yield _live_message(delta)
+                    sent_at = loop.time()
                 if loop.time() - sent_at >= self._keep_alive:
                     yield ServerSentEventMessage(data=None, comment="keep-alive")
                     sent_at = loop.time()
+
+
+def _live_message(delta: LiveDelta) -> ServerSentEventMessage:
+    data = {
+        "reply_id": str(delta.reply_id),
+        "round": delta.round,
+        "seq": delta.seq,
+        "text": delta.text,
+        "done": delta.done,
+    }
+    return ServerSentEventMessage(event=LIVE_EVENT, data=_encoder.encode(data).decode())
 
 
 def _message(store: PostgresEventStore, row: Any) -> ServerSentEventMessage:

@@ -35,6 +35,9 @@ log = structlog.get_logger()
 
 Handler = Callable[[AsyncConnection, Recorded], Awaitable[None]]
 """A consumer's effect: runs inside the transaction that also writes the tracking row."""
+Reaction = Callable[[Recorded], Awaitable[None]]
+"""A long-running consumer's effect (an LLM call, an HTTP delivery): runs outside any
+transaction and must be idempotent by its own key; the tracking row is written after it."""
 
 DEAD_LETTER_EXCHANGE = "metachat.dlx"
 
@@ -53,12 +56,16 @@ class ConsumerSpec:
         name: stable name (`analytics.activity`); it names the queue and the tracking rows.
         binding_keys: topic patterns over `<tenant id>.<event type>`, e.g. `("#",)`.
         handler: the effect, `async (conn, recorded) -> None`, run in the tracking transaction.
+        reaction: instead of a handler, a long effect `async (recorded) -> None` run outside
+            any transaction (a transaction held open for seconds would hold back every
+            gap-free reader, R2); it must be idempotent by its own key.
         side_effects: True for consumers that call the outside world; they get the replay gate.
     """
 
     name: str
     binding_keys: tuple[str, ...]
-    handler: Handler
+    handler: Handler | None = None
+    reaction: Reaction | None = None
     side_effects: bool = False
 
     def __post_init__(self) -> None:
@@ -66,6 +73,8 @@ class ConsumerSpec:
             raise ValueError(f"consumer name {self.name!r} must be non-empty without spaces")
         if not self.binding_keys:
             raise ValueError(f"consumer {self.name} needs at least one binding key")
+        if (self.handler is None) == (self.reaction is None):
+            raise ValueError(f"consumer {self.name} needs a handler or a reaction, not both")
 
 
 def queue_name(settings: Settings, consumer: str) -> str:
@@ -146,6 +155,9 @@ VALUES (:consumer, :event_id, :position)
 ON CONFLICT (consumer, event_id) DO NOTHING
 RETURNING position
 """)
+_TRACKED = text(
+    "SELECT position FROM eventstore.tracking WHERE consumer = :consumer AND event_id = :event_id"
+)
 _READ_MARK = text("SELECT start_position FROM eventstore.consumer_marks WHERE consumer = :consumer")
 _INSERT_MARK = text("""
 INSERT INTO eventstore.consumer_marks (consumer, start_position) VALUES (:consumer, :position)
@@ -257,13 +269,29 @@ class ConsumerRunner:
 
     async def _apply(self, recorded: Recorded) -> Outcome:
         env = recorded.envelope
+        params = {"consumer": self.spec.name, "event_id": env.event_id, "position": env.position}
+        if self.spec.reaction is not None:
+            return await self._react(self.spec.reaction, recorded, params)
+        if self.spec.handler is None:
+            raise AssertionError("a spec has a handler or a reaction")
         async with self._engine.begin() as conn:
-            tracked = await conn.scalar(
-                _TRACK,
-                {"consumer": self.spec.name, "event_id": env.event_id, "position": env.position},
-            )
+            tracked = await conn.scalar(_TRACK, params)
             if tracked is None:
                 log.info("consumer_duplicate_skipped", position=env.position)
                 return Outcome.DUPLICATE
             await self.spec.handler(conn, recorded)
+        return Outcome.APPLIED
+
+    async def _react(
+        self, reaction: Reaction, recorded: Recorded, params: dict[str, Any]
+    ) -> Outcome:
+        # The tracking row comes after the effect: a crash in between redelivers the event and
+        # the reaction runs again, which its own idempotency key turns into a no-op.
+        async with self._engine.connect() as conn:
+            if await conn.scalar(_TRACKED, params) is not None:
+                log.info("consumer_duplicate_skipped", position=params["position"])
+                return Outcome.DUPLICATE
+        await reaction(recorded)
+        async with self._engine.begin() as conn:
+            await conn.execute(_TRACK, params)
         return Outcome.APPLIED

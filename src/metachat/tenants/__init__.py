@@ -8,3 +8,8 @@ Publishes: `tenants.tenant_created`, `tenants.api_key_issued`, `tenants.api_key_
 `tenants.provider_key_removed`.
 Consumes: nothing.
 """
+
+from metachat.tenants.assistant.handlers import AssistantDeps, LoadedAssistant, load_assistant
+from metachat.tenants.reads import TenantView, get_tenant
+
+__all__ = ["AssistantDeps", "LoadedAssistant", "TenantView", "get_tenant", "load_assistant"]

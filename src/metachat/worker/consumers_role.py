@@ -13,14 +13,15 @@ from faststream.rabbit import RabbitBroker
 from sqlalchemy import text
 
 from metachat.analytics import ACTIVITY_CONSUMER
-from metachat.bootstrap import Deps
+from metachat.bootstrap import Deps, Orchestrator, build_orchestrator
 from metachat.eventstore.consumer import ConsumerRunner, ConsumerSpec, Topology, topology
+from metachat.orchestrator import REPLY_CONSUMER, reply_consumer
 from metachat.settings import Settings
 from metachat.worker.broker import build_broker, declare_topology, subscribe
 
 log = structlog.get_logger()
 
-CONSUMERS: tuple[ConsumerSpec, ...] = (ACTIVITY_CONSUMER,)
+CONSUMERS: tuple[ConsumerSpec, ...] = (ACTIVITY_CONSUMER, REPLY_CONSUMER)
 """Every broker consumer of the platform; `metachat run --role consumers` runs them all."""
 
 _CONNECTION_FAILURES: tuple[type[BaseException], ...] = (AMQPError, ConnectionError, OSError)
@@ -39,6 +40,8 @@ async def run_consumers(
     replay-gate marks, then consuming starts. With the queue bound before the mark is taken,
     every event above the mark reaches the queue, and none below it is acted on.
     """
+    orchestrator = build_orchestrator(deps) if REPLY_CONSUMER in specs else None
+    specs = [_bound(spec, orchestrator) for spec in specs]
     broker = build_broker(deps.settings)
     runners = [ConsumerRunner(spec, engine=deps.engine, registry=deps.registry) for spec in specs]
     topologies = [topology(spec, deps.settings) for spec in specs]
@@ -54,7 +57,16 @@ async def run_consumers(
         # Waits (up to the graceful timeout) for handlers in flight, then closes the connection;
         # unacked messages go back to their queues.
         await broker.stop()
+        if orchestrator is not None:
+            await orchestrator.close()
         log.info("consumers_stopped")
+
+
+def _bound(spec: ConsumerSpec, orchestrator: Orchestrator | None) -> ConsumerSpec:
+    """The spec as it runs: the reply consumer gets the process's orchestrator."""
+    if spec is REPLY_CONSUMER and orchestrator is not None:
+        return reply_consumer(orchestrator.deps)
+    return spec
 
 
 async def _start(

@@ -1,0 +1,27 @@
+"""The orchestrator's broker consumer: every customer message, answered by the reply policy."""
+
+import dataclasses
+
+from metachat.eventstore.consumer import ConsumerSpec
+from metachat.eventstore.envelope import Recorded
+from metachat.orchestrator.replies import OrchestratorDeps, ReplyPolicy
+
+
+async def _unbound(_: Recorded) -> None:
+    raise RuntimeError("the reply consumer runs only bound: use reply_consumer(deps)")
+
+
+REPLY_CONSUMER = ConsumerSpec(
+    name="orchestrator.replies",
+    binding_keys=("*.conversations.message_posted",),
+    reaction=_unbound,
+    # It calls models (which costs money) and replies to customers: replaying history must not
+    # answer old messages again, so it starts at its mark (R13).
+    side_effects=True,
+)
+"""Declared by the relay with every consumer; run bound to its dependencies."""
+
+
+def reply_consumer(deps: OrchestratorDeps) -> ConsumerSpec:
+    """The reply consumer, bound to the process's dependencies."""
+    return dataclasses.replace(REPLY_CONSUMER, reaction=ReplyPolicy(deps))
