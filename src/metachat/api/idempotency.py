@@ -8,7 +8,8 @@ the first is still running waits for it, then answers 409 `idempotency_in_progre
 (422 `idempotency_key_reused`). Keys live 24 hours; each claim prunes its tenant's expired ones.
 
 Answers that mean the request never ran (403, 429) and server errors (5xx) release the key, so
-the client can try again with the same key. The caller is authenticated here too (the route's
+the client can try again with the same key. Storing the first answer is retried through a short
+database outage, since the request's effects are committed by then. The caller is authenticated here too (the route's
 guard runs inside this middleware) because keys are scoped to a tenant.
 """
 
@@ -33,7 +34,14 @@ from litestar.types import (
     Send,
 )
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
 
 from metachat.api.errors import problem_response
 from metachat.kernel.errors import AuthenticationError, ValidationError
@@ -46,6 +54,7 @@ WAIT_SECONDS = 10.0
 """How long a repeat waits for the first request before answering 409."""
 _POLL_SECONDS = 0.02
 _RELEASED = frozenset({403, 429})
+_STORE_ATTEMPTS = 5
 
 Identify = Callable[[str], Awaitable[uuid.UUID]]
 """Maps a bearer token to its tenant, or raises AuthenticationError."""
@@ -280,9 +289,32 @@ class IdempotencyMiddleware(ASGIMiddleware):
         if capture.status >= 500 or capture.status in _RELEASED:  # noqa: PLR2004
             await self.keys.release(tenant_id, key)
         else:
-            await self.keys.complete(tenant_id, key, capture.status, capture.headers, capture.body)
+            await _stubbornly(
+                lambda: self.keys.complete(
+                    tenant_id, key, capture.status, capture.headers, capture.body
+                )
+            )
         for message in capture.messages:
             await send(message)
+
+
+async def _stubbornly(store_answer: Callable[[], Awaitable[None]]) -> None:
+    """Store the first answer, retrying a failure of the database for a few seconds.
+
+    The request's effects are committed by now: an answer that is not stored would leave the
+    key claimed and unanswered, and every repeat would get 409 until the key expires. A few
+    retries with backoff ride out a dropped connection or a failover; if the database stays
+    away, the error reaches the client (a 500) and the key stays claimed, which refuses a
+    second run rather than risk doing the change twice.
+    """
+    async for attempt in AsyncRetrying(
+        retry=retry_if_exception_type(DBAPIError),
+        stop=stop_after_attempt(_STORE_ATTEMPTS),
+        wait=wait_exponential_jitter(multiplier=0.05, max=2.0),
+        reraise=True,
+    ):
+        with attempt:
+            await store_answer()
 
 
 async def _replay(stored: _Stored, status: int, send: Send) -> None:
