@@ -9,8 +9,9 @@ the first is still running waits for it, then answers 409 `idempotency_in_progre
 
 Answers that mean the request never ran (403, 429) and server errors (5xx) release the key, so
 the client can try again with the same key. Storing the first answer is retried through a short
-database outage, since the request's effects are committed by then. The caller is authenticated here too (the route's
-guard runs inside this middleware) because keys are scoped to a tenant.
+database outage, since the request's effects are committed by then. The caller is
+authenticated here too (the route's guard runs inside this middleware) because keys are scoped
+to a tenant.
 """
 
 import asyncio

@@ -60,6 +60,9 @@ class ConsumerSpec:
             any transaction (a transaction held open for seconds would hold back every
             gap-free reader, R2); it must be idempotent by its own key.
         side_effects: True for consumers that call the outside world; they get the replay gate.
+        prefetch: messages in hand at once for this consumer (None: the process's setting);
+            a consumer whose messages mostly wait (a model call) wants more than one that
+            mostly computes.
     """
 
     name: str
@@ -67,6 +70,7 @@ class ConsumerSpec:
     handler: Handler | None = None
     reaction: Reaction | None = None
     side_effects: bool = False
+    prefetch: int | None = None
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):

@@ -18,6 +18,10 @@ REPLY_CONSUMER = ConsumerSpec(
     # It calls models (which costs money) and replies to customers: replaying history must not
     # answer old messages again, so it starts at its mark (R13).
     side_effects=True,
+    # A reply spends its time waiting (the burst window, the model), not computing: with the
+    # process's default prefetch (32) and a 1.5 s window, a process could answer only about
+    # 20 messages a second. Its database work is a few short transactions per reply.
+    prefetch=128,
 )
 """Declared by the relay with every consumer; run bound to its dependencies."""
 

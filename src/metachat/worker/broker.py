@@ -109,5 +109,8 @@ def subscribe(broker: RabbitBroker, runner: ConsumerRunner, topology: Topology) 
         ack_policy=AckPolicy.NACK_ON_ERROR,
         no_reply=True,
         title=runner.spec.name,
+        channel=None
+        if runner.spec.prefetch is None
+        else Channel(prefetch_count=runner.spec.prefetch),
     )
     subscriber(handle)
