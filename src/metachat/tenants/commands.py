@@ -86,8 +86,10 @@ ProviderKind = Literal[
 ]
 """Where the assistant's model runs: offline (built in, no key), an OpenAI-compatible server, or
 Anthropic."""
-KEYLESS_PROVIDERS: frozenset[str] = frozenset({"offline", "ollama", "vllm", "llamacpp"})
-"""Providers that work without an API key (local servers may still be given one)."""
+KEYLESS_PROVIDERS: frozenset[str] = frozenset(
+    {"offline", "ollama", "vllm", "llamacpp", "openai_compatible"}
+)
+"""Providers that work without an API key (self-hosted servers may still be given one)."""
 
 _Short = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 _Unit = Annotated[float, msgspec.Meta(ge=0, le=1)]

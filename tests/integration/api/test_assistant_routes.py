@@ -56,8 +56,7 @@ class TestReplaceSettings:
             assert response.status_code == 422, response.text
 
     async def test_an_openai_compatible_server_needs_its_base_url(self, client, tenant) -> None:
-        body = {"primary": {"kind": "openai_compatible", "model": "m"}}
-        assert (await _store_key(client, tenant, "openai_compatible")).status_code == 200
+        body = {"primary": {"kind": "openai_compatible", "model": "m"}}  # a key is optional
         response = await client.put("/v1/assistant", json=body, headers=tenant.auth)
         assert_problem(response, 422, "validation_error")
 
