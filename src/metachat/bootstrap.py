@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from metachat.conversations import ConversationDeps
 from metachat.conversations import events as conversation_events
+from metachat.conversations.cache import StreamCache
 from metachat.conversations.live import LivePublisher
 from metachat.database.embedded import start_embedded
 from metachat.database.engine import create_engine, libpq_url
@@ -201,7 +202,7 @@ def build_orchestrator(deps: Deps) -> Orchestrator:
         return (await get_tenant(deps.store, tenant_id=tenant_id, now=datetime.now(UTC))).name
 
     orchestrator = OrchestratorDeps(
-        conversations=ConversationDeps(store=deps.store),
+        conversations=ConversationDeps(store=deps.store, cache=StreamCache()),
         assistant=AssistantDeps(store=deps.store, box=deps.secrets),
         locks=locks,
         tenant_name=tenant_name,

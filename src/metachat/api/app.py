@@ -28,6 +28,7 @@ from metachat.api.idempotency import IdempotencyMiddleware, Identify
 from metachat.api.metrics import MetricsController
 from metachat.api.ratelimit import RateLimiter, add_rate_limit_headers, rate_limit_guard
 from metachat.bootstrap import Deps
+from metachat.conversations.cache import StreamCache
 from metachat.conversations.handlers import ConversationDeps
 from metachat.conversations.read_routes import ROUTES as CONVERSATION_READ_ROUTES
 from metachat.conversations.routes import ROUTES as CONVERSATION_ROUTES
@@ -79,6 +80,7 @@ def _tenant_of_caller(deps: Deps, signer: TokenSigner) -> Identify:
 
 
 def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
+    conversations = ConversationDeps(store=deps.scoped.store, cache=StreamCache())
     router = Router(
         path="/v1",
         route_handlers=[
@@ -94,9 +96,7 @@ def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
         dependencies={
             "principal": Provide(provide_principal, sync_to_thread=False),
             "conversation_deps": Provide(
-                lambda: ConversationDeps(store=deps.scoped.store),
-                use_cache=True,
-                sync_to_thread=False,
+                lambda: conversations, use_cache=True, sync_to_thread=False
             ),
             "assistant_deps": Provide(
                 lambda: AssistantDeps(store=deps.scoped.store, box=deps.secrets),

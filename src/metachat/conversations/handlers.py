@@ -16,6 +16,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.conversations import model
+from metachat.conversations.cache import StreamCache
 from metachat.conversations.commands import (
     AssignConversation,
     CloseConversation,
@@ -29,10 +30,10 @@ from metachat.conversations.commands import (
 )
 from metachat.conversations.events import MessagePosted, Sender
 from metachat.conversations.views import ConversationView, MessageView, conversation_view
-from metachat.eventstore.envelope import Metadata, Recorded
+from metachat.eventstore.envelope import Event, Metadata, Recorded
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.kernel.actors import Actor
-from metachat.kernel.errors import ConcurrencyError, NotFoundError
+from metachat.kernel.errors import ConcurrencyError, DomainError, NotFoundError
 from metachat.kernel.ids import uuid7
 
 T = TypeVar("T")
@@ -41,9 +42,10 @@ _ATTEMPTS = 10
 
 
 class ConversationDeps(msgspec.Struct, frozen=True, kw_only=True):
-    """What the conversations use cases need."""
+    """What the conversations use cases need; `cache` is the process's (None: always read)."""
 
     store: PostgresEventStore
+    cache: StreamCache | None = None
 
 
 class Context(msgspec.Struct, frozen=True, kw_only=True):
@@ -99,6 +101,31 @@ async def _load(
     return recorded
 
 
+async def _decide(
+    deps: ConversationDeps,
+    ctx: Context,
+    conversation_id: uuid.UUID,
+    command: model.Command,
+    conn: AsyncConnection,
+) -> tuple[list[Recorded], model.ConversationState, list[Event]]:
+    """Decide from the cached stream when there is one; only an append may trust it.
+
+    A decision that appends nothing or refuses is checked by no append, so from a cached stream
+    it is taken again on a fresh read before it is answered.
+    """
+    cached = deps.cache.get(ctx.tenant_id, conversation_id) if deps.cache else None
+    if cached is not None:
+        try:
+            events = model.decide(cached.state, command)
+        except DomainError:
+            events = []
+        if events:
+            return list(cached.history), cached.state, events
+    history = await _load(deps.store, ctx.tenant_id, conversation_id, conn)
+    state = model.replay([r.event for r in history])
+    return history, state, model.decide(state, command)
+
+
 async def _run(
     deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
 ) -> tuple[list[Recorded], list[Recorded]]:
@@ -108,19 +135,26 @@ async def _run(
         # Read and append in one transaction for its round trips (one BEGIN, one tenant
         # setting, one COMMIT), not for isolation: the append checks the version read anyway.
         async with deps.store.engine.begin() as conn:
-            history = await _load(deps.store, ctx.tenant_id, conversation_id, conn)
-            state = model.replay([r.event for r in history])
-            events = model.decide(state, command)
+            history, state, events = await _decide(deps, ctx, conversation_id, command, conn)
             if not events:
                 return history, []
-            appended = await deps.store.append(
-                model.stream_id(conversation_id),
-                events,
-                expected_version=len(history),
-                metadata=ctx.metadata,
-                conn=conn,
-            )
+            try:
+                appended = await deps.store.append(
+                    model.stream_id(conversation_id),
+                    events,
+                    expected_version=len(history),
+                    metadata=ctx.metadata,
+                    conn=conn,
+                )
+            except ConcurrencyError:
+                if deps.cache is not None:
+                    deps.cache.drop(conversation_id)
+                raise
         deps.store.committed()
+        if deps.cache is not None:
+            for event in events:
+                state = model.evolve(state, event)
+            deps.cache.put(conversation_id, [*history, *appended], state)
         return history, appended
 
     try:
