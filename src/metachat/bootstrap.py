@@ -25,8 +25,11 @@ from metachat.eventstore.registry import EventRegistry
 from metachat.llm import LLMGateway, PriceTable
 from metachat.orchestrator import OrchestratorDeps
 from metachat.orchestrator import events as orchestrator_events
+from metachat.orchestrator.http_tools import HttpToolRunner
 from metachat.orchestrator.locks import ConversationLocks
+from metachat.orchestrator.mcp import McpProcesses
 from metachat.orchestrator.models import Models, public_url_guard
+from metachat.orchestrator.tenant_tools import TenantTools
 from metachat.orchestrator.usage import UsageRecorder
 from metachat.settings import Secret, Settings
 from metachat.tenants import AssistantDeps, get_tenant
@@ -173,9 +176,11 @@ class Orchestrator(msgspec.Struct, frozen=True, kw_only=True):
     models: Models
     locks: ConversationLocks
     live: LivePublisher
+    tools: TenantTools
 
     async def close(self) -> None:
-        """Close the model clients and the lock and live-update connections."""
+        """Reap the MCP servers; close the model clients, the lock and live connections."""
+        await self.tools.close()
         await self.models.gateway.aclose()
         await self.locks.close()
         await self.live.close()
@@ -198,6 +203,8 @@ def build_orchestrator(deps: Deps) -> Orchestrator:
         prices=PriceTable.with_overrides(llm.prices),
     )
 
+    tools = TenantTools(HttpToolRunner(llm.allowed_hosts), McpProcesses())
+
     async def tenant_name(tenant_id: uuid.UUID) -> str:
         return (await get_tenant(deps.store, tenant_id=tenant_id, now=datetime.now(UTC))).name
 
@@ -211,5 +218,6 @@ def build_orchestrator(deps: Deps) -> Orchestrator:
         retrieve=_no_knowledge,
         usage=UsageRecorder(deps.store, models.price),
         live=live.open,
+        tools=tools.open,
     )
-    return Orchestrator(deps=orchestrator, models=models, locks=locks, live=live)
+    return Orchestrator(deps=orchestrator, models=models, locks=locks, live=live, tools=tools)

@@ -99,7 +99,9 @@ def _v1(deps: Deps, limiter: RateLimiter, signer: TokenSigner) -> Router:
                 lambda: conversations, use_cache=True, sync_to_thread=False
             ),
             "assistant_deps": Provide(
-                lambda: AssistantDeps(store=deps.scoped.store, box=deps.secrets),
+                lambda: AssistantDeps(
+                    store=deps.scoped.store, box=deps.secrets, platform=deps.store
+                ),
                 use_cache=True,
                 sync_to_thread=False,
             ),

@@ -2,7 +2,7 @@
 
 import click
 
-from metachat.cli import db, dlq, projections, run, tenants, users
+from metachat.cli import db, dlq, mcp, projections, run, tenants, users
 
 
 @click.group()
@@ -17,6 +17,7 @@ cli.add_command(tenants.group)
 cli.add_command(projections.group)
 cli.add_command(dlq.group)
 cli.add_command(users.group)
+cli.add_command(mcp.group)
 
 
 def main() -> None:

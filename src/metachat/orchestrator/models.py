@@ -5,8 +5,6 @@ remember failures across replies), the price table turns tokens into micro-USD, 
 rate limiter and the monthly budget are checked before a model is called, never after.
 """
 
-import ipaddress
-import socket
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,8 +26,11 @@ from metachat.llm import (
     micro_usd,
 )
 from metachat.orchestrator.events import ModelCalled
+from metachat.orchestrator.netguard import UrlRefusedError, resolve_checked
 from metachat.tenants import LoadedAssistant
 from metachat.tenants.commands import AssistantSettings
+
+__all__ = ["Models", "UrlRefusedError", "public_url_guard"]
 
 # The month's spend from the usage events themselves (tenant-led index on type). A read model
 # of spend per tenant and month would make this one row: it comes with billing.
@@ -40,17 +41,12 @@ WHERE tenant_id = :t AND type = :type AND occurred_at >= :since
 """)
 
 
-class UrlRefusedError(ValueError):
-    """A tenant-given base URL points where the platform must not connect."""
-
-
 def public_url_guard(allowed_hosts: Sequence[str]) -> UrlGuard:
-    """Refuse base URLs of internal addresses, unless the operator allowed the host.
+    """Refuse base URLs of internal addresses (`netguard`), unless the operator allowed the host.
 
-    Internal is loopback, private, link-local, CGNAT, ULA, multicast or reserved (IPv4-mapped
-    addresses included); an allowed host is a self-hosted model server. The SDKs connect by
-    themselves, so a name that resolves differently at connect time (DNS rebinding) is not
-    caught here; the gateway's client follows no redirects.
+    An allowed host is a self-hosted model server. The SDKs connect by themselves, so a name
+    that resolves differently at connect time (DNS rebinding) is not caught here; the gateway's
+    client follows no redirects. Tenants' HTTP tools are pinned at connect time (`http_tools`).
     """
     allowed = {host.lower() for host in allowed_hosts}
 
@@ -60,19 +56,7 @@ def public_url_guard(allowed_hosts: Sequence[str]) -> UrlGuard:
             raise UrlRefusedError("the URL has no host")
         if host in allowed:
             return
-        try:
-            infos = socket.getaddrinfo(host, None)
-        except socket.gaierror as exc:
-            raise UrlRefusedError(f"{host} does not resolve") from exc
-        for info in infos:
-            address = ipaddress.ip_address(str(info[4][0]).split("%")[0])
-            mapped = getattr(address, "ipv4_mapped", None)
-            checked = mapped or address
-            if not checked.is_global or checked.is_multicast:
-                raise UrlRefusedError(
-                    f"{host} resolves to {address}, an internal address; an operator can "
-                    "allow it with METACHAT_LLM__ALLOWED_HOSTS"
-                )
+        resolve_checked(host, allowed)
 
     return guard
 

@@ -18,7 +18,9 @@ For each `conversations.message_posted` from a customer:
 """
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -46,7 +48,8 @@ from metachat.orchestrator.confidence.questions import mentions_keyword
 from metachat.orchestrator.locks import ConversationLocks
 from metachat.orchestrator.pipeline import Generation, LiveSink, generate
 from metachat.orchestrator.prompt import build_messages
-from metachat.orchestrator.tools import Retrieve, Toolbox
+from metachat.orchestrator.tenant_tools import no_tools
+from metachat.orchestrator.tools import ExternalTool, Retrieve, Toolbox
 from metachat.orchestrator.usage import UsageRecorder
 from metachat.tenants import AssistantDeps, LoadedAssistant, load_assistant
 from metachat.tenants.commands import AssistantSettings, ConfidencePolicy
@@ -72,6 +75,10 @@ class OrchestratorDeps(msgspec.Struct, frozen=True, kw_only=True):
     retrieve: Retrieve
     usage: UsageRecorder
     live: LiveOpener
+    tools: Callable[[LoadedAssistant], AbstractAsyncContextManager[Sequence[ExternalTool]]] = (
+        no_tools
+    )
+    """The tenant's own tools for one reply (HTTP tools, MCP servers), running while it does."""
     clock: Callable[[], datetime] = msgspec.field(default=lambda: datetime.now(UTC))
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
@@ -220,7 +227,16 @@ class Reply:
         return list(await self.deps.retrieve(self.question, 5))
 
     async def _generate(self, context: Sequence[ContextSnippet]) -> tuple[Generation, Toolbox]:
-        toolbox = Toolbox(facts=self._facts(), retrieve=self.deps.retrieve)
+        async with contextlib.AsyncExitStack() as stack:
+            external: Sequence[ExternalTool] = ()
+            if self.settings.max_tool_rounds:
+                external = await stack.enter_async_context(self.deps.tools(self.loaded))
+            toolbox = Toolbox(facts=self._facts(), retrieve=self.deps.retrieve, external=external)
+            return await self._generate_with(toolbox, context), toolbox
+
+    async def _generate_with(
+        self, toolbox: Toolbox, context: Sequence[ContextSnippet]
+    ) -> Generation:
         messages = build_messages(
             self.settings,
             tenant_name=await self.deps.tenant_name(self.ctx.tenant_id),
@@ -248,7 +264,7 @@ class Reply:
             )
         finally:
             await sink.close()
-        return generation, toolbox
+        return generation
 
     def _facts(self) -> dict[str, Any]:
         return {

@@ -2,9 +2,10 @@
 
 Built in: `search_knowledge_base` (the knowledge module's retrieval), `hand_off_to_human` (the
 model decides the customer needs a person) and `conversation_facts` (what the platform knows of
-this conversation). Every call and its result is recorded (`ToolCalled`). A failing tool answers
-the model with the error instead of failing the reply; a call to an unknown tool is an error
-result too, so a model that invents a tool cannot break the pipeline.
+this conversation). Beside them, the tenant's own (`ExternalTool`: its HTTP tools and its MCP
+servers' tools, see `tenant_tools`). Every call and its result is recorded (`ToolCalled`). A
+failing tool answers the model with the error instead of failing the reply; a call to an unknown
+tool is an error result too, so a model that invents a tool cannot break the pipeline.
 """
 
 import time
@@ -30,6 +31,16 @@ class ToolResult(msgspec.Struct, frozen=True, kw_only=True):
     duration_ms: int = 0
 
 
+ToolFunction = Callable[[dict[str, Any]], Awaitable[str]]
+
+
+class ExternalTool(msgspec.Struct, frozen=True, kw_only=True):
+    """A tenant's tool: what the model sees, and how a call is made."""
+
+    spec: ToolSpec
+    call: ToolFunction
+
+
 class Toolbox(msgspec.Struct, kw_only=True):
     """The tools of one reply: their specs for the model, and their effects.
 
@@ -39,12 +50,13 @@ class Toolbox(msgspec.Struct, kw_only=True):
 
     facts: dict[str, Any]
     retrieve: Retrieve
+    external: Sequence[ExternalTool] = ()
     hand_off_requested: str | None = None
 
     @property
     def specs(self) -> tuple[ToolSpec, ...]:
-        """The built-in tools, as the model sees them."""
-        return BUILT_IN
+        """The built-in tools and the tenant's, as the model sees them."""
+        return BUILT_IN + tuple(tool.spec for tool in self.external)
 
     async def run(self, call: ToolCall) -> ToolResult:
         """Run one call; never raises."""
@@ -74,6 +86,9 @@ class Toolbox(msgspec.Struct, kw_only=True):
             return "The conversation will be handed to a human colleague."
         if call.name == "conversation_facts":
             return msgspec.json.encode(self.facts).decode()
+        for tool in self.external:
+            if tool.spec.name == call.name:
+                return await tool.call(dict(call.arguments))
         raise ValueError(f"unknown tool {call.name!r}")
 
 

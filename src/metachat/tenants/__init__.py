@@ -10,6 +10,15 @@ Consumes: nothing.
 """
 
 from metachat.tenants.assistant.handlers import AssistantDeps, LoadedAssistant, load_assistant
+from metachat.tenants.assistant.secrets import LoadedHttpTool, LoadedMcpServer
 from metachat.tenants.reads import TenantView, get_tenant
 
-__all__ = ["AssistantDeps", "LoadedAssistant", "TenantView", "get_tenant", "load_assistant"]
+__all__ = [
+    "AssistantDeps",
+    "LoadedAssistant",
+    "LoadedHttpTool",
+    "LoadedMcpServer",
+    "TenantView",
+    "get_tenant",
+    "load_assistant",
+]

@@ -2,7 +2,7 @@
 
 import uuid
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -166,3 +166,88 @@ class RemoveProviderKey(msgspec.Struct, frozen=True, kw_only=True):
     """Forget a provider's API key."""
 
     provider: ProviderKind
+
+
+# ---- Tools ------------------------------------------------------------------------------------
+
+ToolName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9_-]{0,47}$")]
+"""A function name the model can call (OpenAI's pattern, shorter); `__` is reserved for MCP."""
+ServerName = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{0,23}$")]
+"""An MCP server's name: its tools reach the model as `<server>__<tool>`."""
+EnvName = Annotated[str, msgspec.Meta(pattern=r"^[A-Z][A-Z0-9_]{0,63}$")]
+HttpAuth = Literal["none", "bearer", "header"]
+MAX_HTTP_TOOLS = 20
+RESERVED_TOOL_NAMES: frozenset[str] = frozenset(
+    {"search_knowledge_base", "hand_off_to_human", "conversation_facts"}
+)
+"""The built-in tools' names (the orchestrator's `BUILT_IN`); a tenant's tool cannot take one."""
+MAX_TOOL_TIMEOUT = 15.0
+
+
+class HttpTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tenant's HTTP endpoint the model may call; its secret (if any) is stored apart.
+
+    `url` may hold `{argument}` placeholders, filled URL-encoded; the other arguments go in the
+    query string (GET) or as the JSON body (POST).
+    """
+
+    name: ToolName
+    description: Annotated[str, msgspec.Meta(min_length=1, max_length=1_000)]
+    method: Literal["GET", "POST"] = "GET"
+    url: Annotated[str, msgspec.Meta(max_length=2_000, pattern=r"^https?://")]
+    parameters: dict[str, Any] = msgspec.field(
+        default_factory=lambda: {"type": "object", "properties": {}}
+    )
+    """The JSON schema of the arguments: an object schema."""
+    auth: HttpAuth = "none"
+    header_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,63}$")] | None = None
+    """The header carrying the secret when `auth` is `header`."""
+    timeout_seconds: Annotated[float, msgspec.Meta(gt=0, le=MAX_TOOL_TIMEOUT)] = 10.0
+    max_response_bytes: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 100_000
+
+
+class ConfigureHttpTool(msgspec.Struct, frozen=True, kw_only=True):
+    """Add or replace an HTTP tool; `has_secret` says a token or header value was given."""
+
+    tool: HttpTool
+    has_secret: bool
+
+
+class RemoveHttpTool(msgspec.Struct, frozen=True, kw_only=True):
+    """Forget an HTTP tool and its secret."""
+
+    name: str
+
+
+class EnableMcpServer(msgspec.Struct, frozen=True, kw_only=True):
+    """Let the tenant's assistant use an operator-registered MCP server, with its credentials.
+
+    `variables` are the names given values (sealed apart; never in an event); `declared` are
+    the ones the operator's registration asks for (checked by the handler against the registry).
+    """
+
+    server: ServerName
+    variables: tuple[str, ...]
+    declared: tuple[str, ...]
+
+
+class DisableMcpServer(msgspec.Struct, frozen=True, kw_only=True):
+    """Stop using an MCP server and forget the tenant's credentials for it."""
+
+    server: str
+
+
+class RegisterMcpServer(msgspec.Struct, frozen=True, kw_only=True):
+    """An operator's registration of an MCP server: the command the platform runs (stdio)."""
+
+    name: ServerName
+    command: Annotated[str, msgspec.Meta(min_length=1, max_length=1_000)]
+    args: tuple[Annotated[str, msgspec.Meta(max_length=1_000)], ...] = ()
+    env_from_tenant: tuple[EnvName, ...] = ()
+    """Environment variables the server reads, whose values each tenant gives."""
+
+
+class RemoveMcpServer(msgspec.Struct, frozen=True, kw_only=True):
+    """Take an MCP server off the platform."""
+
+    name: str

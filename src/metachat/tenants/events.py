@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 
 from metachat.eventstore.envelope import Event
-from metachat.tenants.commands import AssistantSettings, ProviderKind
+from metachat.tenants.commands import AssistantSettings, HttpTool, ProviderKind
 
 
 class TenantCreated(Event, frozen=True, kw_only=True):
@@ -100,6 +100,59 @@ class ProviderKeyRemoved(Event, frozen=True, kw_only=True):
     provider: ProviderKind
 
 
+class HttpToolConfigured(Event, frozen=True, kw_only=True):
+    """An HTTP tool was added or replaced; its secret is sealed apart, never recorded."""
+
+    type = "tenants.http_tool_configured"
+    version = 1
+    tool: HttpTool
+    has_secret: bool
+
+
+class HttpToolRemoved(Event, frozen=True, kw_only=True):
+    """An HTTP tool and its secret were deleted."""
+
+    type = "tenants.http_tool_removed"
+    version = 1
+    name: str
+
+
+class McpServerEnabled(Event, frozen=True, kw_only=True):
+    """The tenant's assistant may use an MCP server; only the credentials' names are recorded."""
+
+    type = "tenants.mcp_server_enabled"
+    version = 1
+    server: str
+    variables: list[str]
+
+
+class McpServerDisabled(Event, frozen=True, kw_only=True):
+    """The tenant stopped using an MCP server; its credentials were deleted."""
+
+    type = "tenants.mcp_server_disabled"
+    version = 1
+    server: str
+
+
+class McpServerRegistered(Event, frozen=True, kw_only=True):
+    """An operator registered (or replaced) an MCP server (platform tenant, `mcp-servers`)."""
+
+    type = "tenants.mcp_server_registered"
+    version = 1
+    name: str
+    command: str
+    args: list[str]
+    env_from_tenant: list[str]
+
+
+class McpServerRemoved(Event, frozen=True, kw_only=True):
+    """An operator took an MCP server off the platform."""
+
+    type = "tenants.mcp_server_removed"
+    version = 1
+    name: str
+
+
 EVENTS: tuple[type[Event], ...] = (
     TenantCreated,
     TenantRenamed,
@@ -111,4 +164,10 @@ EVENTS: tuple[type[Event], ...] = (
     AssistantConfigured,
     ProviderKeySet,
     ProviderKeyRemoved,
+    HttpToolConfigured,
+    HttpToolRemoved,
+    McpServerEnabled,
+    McpServerDisabled,
+    McpServerRegistered,
+    McpServerRemoved,
 )

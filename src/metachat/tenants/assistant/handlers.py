@@ -1,5 +1,7 @@
 """Use cases of the assistant settings: configure, store and remove keys, load for a reply.
 
+The tools' use cases are in `tools`; they run through `execute` like these.
+
 A key is sealed (`crypto.SecretBox`) into `tenants.provider_keys` in the same transaction as its
 `ProviderKeySet` event, like the API-key index: the event says a key exists, the table holds it.
 """
@@ -19,13 +21,21 @@ from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError, ValidationError
 from metachat.tenants.assistant import model
 from metachat.tenants.assistant.crypto import KEY_VERSION, SecretBox
+from metachat.tenants.assistant.secrets import (
+    HTTP_SECRET,
+    LoadedHttpTool,
+    LoadedMcpServer,
+    open_secrets,
+)
 from metachat.tenants.commands import (
     AssistantSettings,
     ConfigureAssistant,
+    HttpTool,
     ProviderKind,
     RemoveProviderKey,
     SetProviderKey,
 )
+from metachat.tenants.mcp import registered_servers
 
 T = TypeVar("T")
 _RETRIES = 3
@@ -47,23 +57,37 @@ class AssistantDeps(msgspec.Struct, frozen=True, kw_only=True):
 
     store: PostgresEventStore
     box: SecretBox
+    platform: PostgresEventStore | None = None
+    """Reads the platform's MCP registry (the owner's store: the API's store sees one tenant)."""
+
+    @property
+    def registry(self) -> PostgresEventStore:
+        """The store the MCP registry is read from."""
+        return self.platform or self.store
 
 
 class AssistantView(msgspec.Struct, frozen=True, kw_only=True):
-    """The settings and which providers have a key (last four characters only)."""
+    """The settings, which providers have a key (last four only), the tools, never a secret."""
 
     settings: AssistantSettings
     keys: dict[str, str]
+    http_tools: list[HttpTool] = msgspec.field(default_factory=list)
+    mcp_servers: dict[str, list[str]] = msgspec.field(default_factory=dict)
 
 
 class LoadedAssistant(msgspec.Struct, frozen=True, kw_only=True):
-    """What a reply needs: the settings and the opened keys of the providers in its chain."""
+    """What a reply needs: the settings, the opened keys of its chain's providers, its tools."""
 
     settings: AssistantSettings
     api_keys: dict[str, str]
+    http_tools: tuple[LoadedHttpTool, ...] = ()
+    mcp_servers: tuple[LoadedMcpServer, ...] = ()
 
     def __repr__(self) -> str:
-        return f"LoadedAssistant(settings={self.settings!r}, api_keys=<{len(self.api_keys)}>)"
+        return (
+            f"LoadedAssistant(settings={self.settings!r}, api_keys=<{len(self.api_keys)}>, "
+            f"http_tools={list(self.http_tools)!r}, mcp_servers={list(self.mcp_servers)!r})"
+        )
 
 
 async def _with_retry(attempt: Callable[[], Awaitable[T]]) -> T:
@@ -83,7 +107,7 @@ async def _state(
     return model.replay([r.event for r in recorded]), len(recorded)
 
 
-async def _execute(
+async def execute(
     deps: AssistantDeps,
     tenant_id: uuid.UUID,
     command: model.Command,
@@ -92,6 +116,8 @@ async def _execute(
     correlation_id: uuid.UUID,
     effect: Callable[[AsyncConnection, list[Recorded]], Awaitable[None]] | None = None,
 ) -> model.AssistantState:
+    """Load, decide, append (and run `effect` in the same transaction); the new state."""
+
     async def attempt() -> model.AssistantState:
         async with deps.store.engine.begin() as conn:
             state, version = await _state(deps.store, tenant_id, conn)
@@ -114,8 +140,14 @@ async def _execute(
     return await _with_retry(attempt)
 
 
-def _view(state: model.AssistantState) -> AssistantView:
-    return AssistantView(settings=state.settings, keys=dict(sorted(state.keys.items())))
+def view(state: model.AssistantState) -> AssistantView:
+    """What the API shows of the state (never a secret)."""
+    return AssistantView(
+        settings=state.settings,
+        keys=dict(sorted(state.keys.items())),
+        http_tools=[state.http_tools[name] for name in sorted(state.http_tools)],
+        mcp_servers=dict(sorted(state.mcp_servers.items())),
+    )
 
 
 async def configure_assistant(
@@ -127,14 +159,14 @@ async def configure_assistant(
     correlation_id: uuid.UUID,
 ) -> AssistantView:
     """Replace the assistant's settings (every model in the chain must have its key)."""
-    state = await _execute(
+    state = await execute(
         deps,
         tenant_id,
         ConfigureAssistant(settings=settings),
         actor=actor,
         correlation_id=correlation_id,
     )
-    return _view(state)
+    return view(state)
 
 
 async def set_provider_key(
@@ -166,10 +198,10 @@ async def set_provider_key(
         await conn.execute(_UPSERT_KEY, params)
 
     command = SetProviderKey(provider=provider, last_four=cleaned[-4:])
-    state = await _execute(
+    state = await execute(
         deps, tenant_id, command, actor=actor, correlation_id=correlation_id, effect=store_key
     )
-    return _view(state)
+    return view(state)
 
 
 async def remove_provider_key(
@@ -186,27 +218,45 @@ async def remove_provider_key(
         await conn.execute(_DELETE_KEY, {"t": tenant_id, "p": provider})
 
     command = RemoveProviderKey(provider=provider)
-    state = await _execute(
+    state = await execute(
         deps, tenant_id, command, actor=actor, correlation_id=correlation_id, effect=delete_key
     )
-    return _view(state)
+    return view(state)
 
 
 async def get_assistant(store: PostgresEventStore, tenant_id: uuid.UUID) -> AssistantView:
     """Return the settings (the defaults until configured) and the providers with a key."""
     state, _ = await _state(store, tenant_id)
-    return _view(state)
+    return view(state)
 
 
 async def load_assistant(deps: AssistantDeps, tenant_id: uuid.UUID) -> LoadedAssistant:
-    """Return the settings with the opened keys of the providers the chain uses."""
+    """Return the settings with the opened keys of the chain's providers and the tools."""
     async with deps.store.engine.connect() as conn:
         state, _ = await _state(deps.store, tenant_id, conn)
         wanted = {state.settings.primary.kind, *(c.kind for c in state.settings.fallbacks)}
         rows = (await conn.execute(_SEALED_KEYS, {"t": tenant_id})).all()
+        tool_secrets = await open_secrets(conn, deps.box, tenant_id) if _has_tools(state) else {}
+    registered = await registered_servers(deps.registry) if state.mcp_servers else {}
     opened = {
         row.provider: deps.box.open(bytes(row.sealed), tenant_id=tenant_id, name=row.provider)
         for row in rows
         if row.provider in wanted
     }
-    return LoadedAssistant(settings=state.settings, api_keys=opened)
+    http = tuple(
+        LoadedHttpTool(tool=tool, secret=tool_secrets.get(("http", name), {}).get(HTTP_SECRET))
+        for name, tool in sorted(state.http_tools.items())
+    )
+    # A server the operator removed since the tenant enabled it is simply not offered.
+    mcp = tuple(
+        LoadedMcpServer(server=registered[name], env=tool_secrets.get(("mcp", name), {}))
+        for name in sorted(state.mcp_servers)
+        if name in registered
+    )
+    return LoadedAssistant(
+        settings=state.settings, api_keys=opened, http_tools=http, mcp_servers=mcp
+    )
+
+
+def _has_tools(state: model.AssistantState) -> bool:
+    return bool(state.http_tools or state.mcp_servers)

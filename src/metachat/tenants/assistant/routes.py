@@ -1,7 +1,9 @@
-"""HTTP routes of the assistant settings: read and replace them, store and delete providers' keys.
+"""HTTP routes of the assistant: its settings, providers' keys, HTTP tools and MCP servers.
 
-A stored key is never answered back, only its last four characters. Reading needs
-`tenant:read`; every change needs `tenant:admin` and is in the audit trail.
+A stored key is never answered back, only its last four characters; a tool's secret and an MCP
+server's credentials never at all. Reading needs `tenant:read`; every change needs
+`tenant:admin` and is in the audit trail. No route registers an MCP server: operators do, with
+`metachat mcp register`.
 """
 
 import uuid
@@ -12,10 +14,11 @@ from litestar import Controller, delete, get, put
 from litestar.di import NamedDependency
 from litestar.params import FromQuery, JSONBody
 
-from metachat.tenants.assistant import handlers
+from metachat.tenants.assistant import handlers, tools
 from metachat.tenants.assistant.handlers import AssistantDeps, AssistantView
-from metachat.tenants.commands import AssistantSettings, ProviderKind
+from metachat.tenants.commands import AssistantSettings, HttpTool, ProviderKind, ServerName
 from metachat.tenants.handlers import Principal
+from metachat.tenants.mcp import registered_servers
 
 READ = {"scope": "tenant:read"}
 ADMIN = {"scope": "tenant:admin"}
@@ -28,11 +31,36 @@ class ProviderKeyOut(msgspec.Struct, frozen=True, kw_only=True):
     last_four: str
 
 
+class McpServerOut(msgspec.Struct, frozen=True, kw_only=True):
+    """An MCP server: its name and the credentials (names only) a tenant gives it."""
+
+    server: str
+    variables: list[str]
+
+
 class AssistantOut(msgspec.Struct, frozen=True, kw_only=True):
-    """The assistant's settings and the providers that have a key."""
+    """The assistant's settings, the providers that have a key, its tools (never a secret)."""
 
     settings: AssistantSettings
     keys: list[ProviderKeyOut]
+    http_tools: list[HttpTool]
+    mcp_servers: list[McpServerOut]
+
+
+_Secret = Annotated[str, msgspec.Meta(min_length=1, max_length=tools.MAX_SECRET_LENGTH)]
+
+
+class HttpToolIn(HttpTool, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """An HTTP tool, with the bearer token or header value its auth needs (stored sealed)."""
+
+    secret: _Secret | None = None
+
+
+class McpServerIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """Enable a registered MCP server with the credentials its registration declares."""
+
+    server: ServerName
+    credentials: dict[str, _Secret] = msgspec.field(default_factory=dict)
 
 
 class ProviderKeyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -46,7 +74,10 @@ class ProviderKeyIn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fi
 
 def _out(view: AssistantView) -> AssistantOut:
     keys = [ProviderKeyOut(provider=p, last_four=last) for p, last in view.keys.items()]
-    return AssistantOut(settings=view.settings, keys=keys)
+    servers = [McpServerOut(server=s, variables=v) for s, v in view.mcp_servers.items()]
+    return AssistantOut(
+        settings=view.settings, keys=keys, http_tools=view.http_tools, mcp_servers=servers
+    )
 
 
 class AssistantController(Controller):
@@ -117,4 +148,96 @@ class AssistantController(Controller):
         )
 
 
-ROUTES = (AssistantController,)
+class AssistantToolsController(Controller):
+    """The tenant's HTTP tools and the MCP servers it uses."""
+
+    path = "/assistant"
+    tags = ["assistant"]  # noqa: RUF012 - Litestar's layer attribute
+
+    @put("/tools", opt=ADMIN, summary="Add or replace an HTTP tool")
+    async def put_tool(
+        self,
+        data: JSONBody[HttpToolIn],
+        principal: NamedDependency[Principal],
+        assistant_deps: NamedDependency[AssistantDeps],
+        correlation_id: NamedDependency[uuid.UUID],
+    ) -> AssistantOut:
+        """Store the tool; its secret is sealed and never answered back."""
+        fields = msgspec.structs.asdict(data)
+        secret = fields.pop("secret")
+        view = await tools.configure_http_tool(
+            principal.tenant_id,
+            HttpTool(**fields),
+            secret,
+            deps=assistant_deps,
+            actor=principal.actor,
+            correlation_id=correlation_id,
+        )
+        return _out(view)
+
+    @delete("/tools", opt=ADMIN, status_code=204, summary="Delete an HTTP tool")
+    async def delete_tool(
+        self,
+        name: FromQuery[str],
+        principal: NamedDependency[Principal],
+        assistant_deps: NamedDependency[AssistantDeps],
+        correlation_id: NamedDependency[uuid.UUID],
+    ) -> None:
+        """Forget the tool and its secret; a no-op when absent."""
+        await tools.remove_http_tool(
+            principal.tenant_id,
+            name,
+            deps=assistant_deps,
+            actor=principal.actor,
+            correlation_id=correlation_id,
+        )
+
+    @get("/mcp-servers", opt=READ, summary="The MCP servers an operator made available")
+    async def available_servers(
+        self, assistant_deps: NamedDependency[AssistantDeps]
+    ) -> list[McpServerOut]:
+        """Every registered server's name and the credentials it needs (never its command)."""
+        servers = await registered_servers(assistant_deps.registry)
+        return [
+            McpServerOut(server=name, variables=list(server.env_from_tenant))
+            for name, server in sorted(servers.items())
+        ]
+
+    @put("/mcp", opt=ADMIN, summary="Enable an MCP server")
+    async def enable_server(
+        self,
+        data: JSONBody[McpServerIn],
+        principal: NamedDependency[Principal],
+        assistant_deps: NamedDependency[AssistantDeps],
+        correlation_id: NamedDependency[uuid.UUID],
+    ) -> AssistantOut:
+        """Let the assistant use a registered server; its credentials are sealed."""
+        view = await tools.enable_mcp_server(
+            principal.tenant_id,
+            data.server,
+            data.credentials,
+            deps=assistant_deps,
+            actor=principal.actor,
+            correlation_id=correlation_id,
+        )
+        return _out(view)
+
+    @delete("/mcp", opt=ADMIN, status_code=204, summary="Disable an MCP server")
+    async def disable_server(
+        self,
+        server: FromQuery[str],
+        principal: NamedDependency[Principal],
+        assistant_deps: NamedDependency[AssistantDeps],
+        correlation_id: NamedDependency[uuid.UUID],
+    ) -> None:
+        """Stop using the server and delete the credentials; a no-op when not enabled."""
+        await tools.disable_mcp_server(
+            principal.tenant_id,
+            server,
+            deps=assistant_deps,
+            actor=principal.actor,
+            correlation_id=correlation_id,
+        )
+
+
+ROUTES = (AssistantController, AssistantToolsController)
