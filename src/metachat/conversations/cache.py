@@ -3,10 +3,11 @@
 A command reads the conversation's whole stream to decide; a busy conversation's next command
 usually comes to the same process soon after. Keeping the stream as this process last appended
 it skips that read and the decoding of every event. It is safe because the append checks the
-version it decides from (optimistic concurrency): if another process (or a rebuild-free
-operator action) wrote meanwhile, the append fails, the entry is dropped and the command runs
-again on a fresh read. A decision that appends nothing, or refuses, is taken again on a fresh
-read before it is answered, since no append would catch a stale state there.
+version it decides from (optimistic concurrency). The cached version is also checked first
+with one index probe (the stream's highest version): when another process wrote meanwhile —
+the API and the orchestrator take turns on most conversations — the stream is read again
+instead of paying for a failed append. A decision that appends nothing, or refuses, is taken
+again on a fresh read before it is answered, since no append would catch a stale state there.
 """
 
 import uuid

@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.conversations import model
@@ -101,6 +102,15 @@ async def _load(
     return recorded
 
 
+_VERSION = text(
+    "SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = :s"
+)
+
+
+async def _version(conn: AsyncConnection, conversation_id: uuid.UUID) -> int:
+    return int(await conn.scalar(_VERSION, {"s": model.stream_id(conversation_id)}) or 0)
+
+
 async def _decide(
     deps: ConversationDeps,
     ctx: Context,
@@ -114,6 +124,10 @@ async def _decide(
     it is taken again on a fresh read before it is answered.
     """
     cached = deps.cache.get(ctx.tenant_id, conversation_id) if deps.cache else None
+    if cached is not None and await _version(conn, conversation_id) != len(cached.history):
+        # Another process wrote since (the API and the orchestrator take turns on most
+        # conversations): one index probe finds out, instead of a failed append and a retry.
+        cached = None
     if cached is not None:
         try:
             events = model.decide(cached.state, command)
