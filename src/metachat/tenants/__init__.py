@@ -2,10 +2,11 @@
 
 Owns: `tenants.tenant_ids` (the root of every tenant foreign key), `tenants.api_keys` (the
 write-side key index), users and sessions, the assistant settings with `tenants.provider_keys`
-(providers' keys, sealed), and the `tenant_directory` read model.
+(providers' keys, sealed), tenants' tools with `tenants.tool_secrets` (sealed), the platform's MCP
+server registry (stream `mcp-servers`), and the `tenant_directory` read model.
 Publishes: `tenants.tenant_created`, `tenants.api_key_issued`, `tenants.api_key_revoked`, the
 `tenants.user_*` events, `tenants.assistant_configured`, `tenants.provider_key_set`,
-`tenants.provider_key_removed`.
+`tenants.provider_key_removed`, `tenants.http_tool_*`, `tenants.mcp_server_*`.
 Consumes: nothing.
 """
 
