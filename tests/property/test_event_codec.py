@@ -75,6 +75,11 @@ def _bounded(t: Any) -> st.SearchStrategy[Any]:  # noqa: PLR0911 - one branch pe
     if isinstance(t, (inspect_.VarTupleType, inspect_.ListType)):
         items = st.lists(_bounded(t.item_type), min_size=t.min_length or 0, max_size=3)
         return items.map(tuple) if isinstance(t, inspect_.VarTupleType) else items
+    if isinstance(t, inspect_.DictType):
+        values = (
+            JSON_VALUES if isinstance(t.value_type, inspect_.AnyType) else _bounded(t.value_type)
+        )
+        return st.dictionaries(_bounded(t.key_type), values, max_size=3)
     if isinstance(t, inspect_.BoolType):
         return st.booleans()
     if isinstance(t, inspect_.NoneType):

@@ -98,6 +98,8 @@ async def login(
     """Check a password and open a session; unknown email and wrong password answer alike."""
     # Each of these functions acts for the tenant it has just learnt (named by the caller, or
     # in a token whose signature was checked): row-level security shows it nothing else.
+    if "\x00" in email or "\x00" in password:
+        raise AuthenticationError(_REFUSED)  # no such account can exist (PostgreSQL refuses NUL)
     with tenant_scope(tenant_id):
         async with engine.connect() as conn:
             row = (
