@@ -3,8 +3,6 @@
 import base64
 import json
 import secrets
-import uuid
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ from metachat.orchestrator.models import Models, public_url_guard
 from metachat.orchestrator.tenant_tools import TenantTools
 from metachat.orchestrator.usage import UsageRecorder
 from metachat.settings import Secret, Settings
-from metachat.tenants import AssistantDeps, get_tenant
+from metachat.tenants import AssistantCache, AssistantDeps
 from metachat.tenants import events as tenant_events
 from metachat.tenants.assistant.crypto import SecretBox
 from metachat.tenants.handlers import TenantDeps
@@ -177,6 +175,7 @@ class Orchestrator(msgspec.Struct, frozen=True, kw_only=True):
     locks: ConversationLocks
     live: LivePublisher
     tools: TenantTools
+    assistants: AssistantCache
 
     async def close(self) -> None:
         """Reap the MCP servers; close the model clients, the lock and live connections."""
@@ -204,15 +203,11 @@ def build_orchestrator(deps: Deps) -> Orchestrator:
     )
 
     tools = TenantTools(HttpToolRunner(llm.allowed_hosts), McpProcesses())
-
-    async def tenant_name(tenant_id: uuid.UUID) -> str:
-        return (await get_tenant(deps.store, tenant_id=tenant_id, now=datetime.now(UTC))).name
-
+    assistants = AssistantCache(AssistantDeps(store=deps.store, box=deps.secrets))
     orchestrator = OrchestratorDeps(
         conversations=ConversationDeps(store=deps.store, cache=StreamCache()),
-        assistant=AssistantDeps(store=deps.store, box=deps.secrets),
+        load_assistant=assistants.load,
         locks=locks,
-        tenant_name=tenant_name,
         provider_for=models.provider_for,
         check_limits=models.check,
         retrieve=_no_knowledge,
@@ -220,4 +215,11 @@ def build_orchestrator(deps: Deps) -> Orchestrator:
         live=live.open,
         tools=tools.open,
     )
-    return Orchestrator(deps=orchestrator, models=models, locks=locks, live=live, tools=tools)
+    return Orchestrator(
+        deps=orchestrator,
+        models=models,
+        locks=locks,
+        live=live,
+        tools=tools,
+        assistants=assistants,
+    )

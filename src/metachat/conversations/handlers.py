@@ -314,8 +314,13 @@ async def load_history(
     """Return the conversation's state and every message (what the assistant answers from)."""
     recorded = await _load(deps.store, tenant_id, conversation_id)
     view = conversation_view(recorded)
+    state = model.replay([r.event for r in recorded])
+    if deps.cache is not None:
+        # The assistant's reply follows this read: from the cache it is one append (checked
+        # against this version) instead of a second read of the stream.
+        deps.cache.put(conversation_id, recorded, state)
     return History(
-        state=model.replay([r.event for r in recorded]),
+        state=state,
         messages=[MessageView.of(r) for r in recorded if isinstance(r.event, MessagePosted)],
         channel=view.channel,
         customer_id=view.customer_id,

@@ -10,6 +10,12 @@ Side-effecting consumers (webhooks, channel senders) also pass a replay gate: on
 start they record a mark in `eventstore.consumer_marks`, and events at or below it are history,
 acknowledged without effect (R13). This module knows nothing of FastStream; the worker wires it.
 
+A consumer may say which events concern it (`accepts`): the others are acknowledged without
+any database work and without a tracking row, since they have no effect to prove. A handler
+consumer may also apply many events at once (`batch_handler`): the messages in hand are gathered
+into one transaction that writes all their tracking rows in one statement and then applies the
+new ones together (`batches`, decision 0013).
+
 Messages of one queue are handled concurrently, up to the prefetch, so a consumer built on this
 base promises no per-stream order; a consumer that needs order gets it from partitioned
 single-active-consumer queues (R4), not from here.
@@ -17,19 +23,23 @@ single-active-consumer queues (R4), not from here.
 
 import asyncio
 import enum
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from metachat.eventstore.batches import Batcher
 from metachat.eventstore.envelope import Envelope, Recorded
 from metachat.eventstore.registry import EventRegistry
 from metachat.kernel.logging import bound
 from metachat.settings import Settings
+
+if TYPE_CHECKING:
+    import uuid
 
 log = structlog.get_logger()
 
@@ -38,6 +48,11 @@ Handler = Callable[[AsyncConnection, Recorded], Awaitable[None]]
 Reaction = Callable[[Recorded], Awaitable[None]]
 """A long-running consumer's effect (an LLM call, an HTTP delivery): runs outside any
 transaction and must be idempotent by its own key; the tracking row is written after it."""
+BatchHandler = Callable[[AsyncConnection, Sequence[Recorded]], Awaitable[None]]
+"""Many events' effects at once, in the transaction that writes their tracking rows; it must
+have the same effect as the handler applied to each event in turn (in any order)."""
+Accepts = Callable[[Recorded], bool]
+"""Whether an event concerns the consumer; one that does not is acknowledged untouched."""
 
 DEAD_LETTER_EXCHANGE = "metachat.dlx"
 
@@ -63,6 +78,14 @@ class ConsumerSpec:
         prefetch: messages in hand at once for this consumer (None: the process's setting);
             a consumer whose messages mostly wait (a model call) wants more than one that
             mostly computes.
+        accepts: which events concern it (None: every event bound); the others are
+            acknowledged without a tracking check or row, as they have no effect. A binding
+            key cannot select on the payload (the assistant answers customers, not itself).
+        batch_handler: with `handler`, the same effect for many events at once: the messages
+            in hand are then applied in one transaction (a failed batch is applied again one
+            message at a time with `handler`).
+        batch_size: most messages in one batch (at most the prefetch gathers).
+        batch_linger: seconds a batch waits for more messages before it is applied.
     """
 
     name: str
@@ -71,6 +94,10 @@ class ConsumerSpec:
     reaction: Reaction | None = None
     side_effects: bool = False
     prefetch: int | None = None
+    accepts: Accepts | None = None
+    batch_handler: BatchHandler | None = None
+    batch_size: int = 256
+    batch_linger: float = 0.0
 
     def __post_init__(self) -> None:
         if not self.name or any(c.isspace() for c in self.name):
@@ -79,6 +106,10 @@ class ConsumerSpec:
             raise ValueError(f"consumer {self.name} needs at least one binding key")
         if (self.handler is None) == (self.reaction is None):
             raise ValueError(f"consumer {self.name} needs a handler or a reaction, not both")
+        if self.batch_handler is not None and self.handler is None:
+            raise ValueError(f"consumer {self.name}: a batch handler needs its one-event handler")
+        if self.batch_size < 1 or self.batch_linger < 0:
+            raise ValueError(f"consumer {self.name}: batch_size >= 1 and batch_linger >= 0")
 
 
 def queue_name(settings: Settings, consumer: str) -> str:
@@ -148,6 +179,7 @@ class Outcome(enum.StrEnum):
     APPLIED = "applied"
     DUPLICATE = "duplicate"
     HISTORY = "history"
+    IGNORED = "ignored"
 
 
 # Under READ COMMITTED a second delivery of the same event (another worker, or a redelivery that
@@ -158,6 +190,16 @@ INSERT INTO eventstore.tracking (consumer, event_id, position)
 VALUES (:consumer, :event_id, :position)
 ON CONFLICT (consumer, event_id) DO NOTHING
 RETURNING position
+""")
+# A batch's rows in one statement, in event-id order: two batches sharing events lock their
+# rows in the same order, so they wait for each other instead of deadlocking.
+_TRACK_MANY = text("""
+INSERT INTO eventstore.tracking (consumer, event_id, position)
+SELECT :consumer, t.event_id, t.position
+FROM unnest(CAST(:event_ids AS uuid[]), CAST(:positions AS bigint[])) AS t(event_id, position)
+ORDER BY t.event_id
+ON CONFLICT (consumer, event_id) DO NOTHING
+RETURNING event_id
 """)
 _TRACKED = text(
     "SELECT position FROM eventstore.tracking WHERE consumer = :consumer AND event_id = :event_id"
@@ -217,6 +259,15 @@ class ConsumerRunner:
         self.mark: int | None = None
         self._engine = engine
         self._registry = registry
+        self._batcher: Batcher[Recorded, Outcome] | None = None
+        if spec.batch_handler is not None:
+            self._batcher = Batcher(
+                apply_batch=self._apply_batch,
+                apply_one=self._apply_alone,
+                size=spec.batch_size,
+                linger=spec.batch_linger,
+                name=spec.name,
+            )
 
     async def prepare(self) -> None:
         """Load (or record, on first start) the replay-gate mark of a side-effecting consumer."""
@@ -253,10 +304,14 @@ class ConsumerRunner:
             correlation_id=str(env.correlation_id),
             tenant_id=str(env.tenant_id),
         ):
+            if self.spec.accepts is not None and not self.spec.accepts(recorded):
+                return Outcome.IGNORED
             if self._is_history(env):
                 log.debug("consumer_history_skipped", position=env.position, mark=self.mark)
                 return Outcome.HISTORY
             try:
+                if self._batcher is not None:
+                    return await self._batcher.submit(recorded)
                 return await self._apply(recorded)
             except Exception:
                 log.warning(
@@ -285,6 +340,46 @@ class ConsumerRunner:
                 return Outcome.DUPLICATE
             await self.spec.handler(conn, recorded)
         return Outcome.APPLIED
+
+    async def _apply_alone(self, recorded: Recorded) -> Outcome:
+        """One message of a failed batch, on its own (logging as that message)."""
+        env = recorded.envelope
+        with bound(consumer=self.spec.name, event_id=str(env.event_id)):
+            return await self._apply(recorded)
+
+    async def _apply_batch(self, batch: Sequence[Recorded]) -> list[Outcome]:
+        """Track and apply a batch in one transaction; each message's outcome, in order."""
+        if self.spec.batch_handler is None:
+            raise AssertionError("only a batched consumer has a batcher")
+        unique: dict[uuid.UUID, Recorded] = {}
+        for recorded in batch:  # the same event twice in hand (published twice): applied once
+            unique.setdefault(recorded.envelope.event_id, recorded)
+        ordered = sorted(unique.values(), key=lambda r: r.envelope.event_id)
+        params = {
+            "consumer": self.spec.name,
+            "event_ids": [r.envelope.event_id for r in ordered],
+            "positions": [r.envelope.position for r in ordered],
+        }
+        async with self._engine.begin() as conn:
+            fresh = set((await conn.execute(_TRACK_MANY, params)).scalars())
+            applied = [r for r in ordered if r.envelope.event_id in fresh]
+            if applied:
+                await self.spec.batch_handler(conn, applied)
+        outcomes: list[Outcome] = []
+        for recorded in batch:
+            env = recorded.envelope
+            if env.event_id in fresh:
+                fresh.discard(env.event_id)
+                outcomes.append(Outcome.APPLIED)
+            else:
+                log.info(
+                    "consumer_duplicate_skipped",
+                    consumer=self.spec.name,
+                    event_id=str(env.event_id),
+                    position=env.position,
+                )
+                outcomes.append(Outcome.DUPLICATE)
+        return outcomes
 
     async def _react(
         self, reaction: Reaction, recorded: Recorded, params: dict[str, Any]

@@ -19,6 +19,7 @@ For each `conversations.message_posted` from a customer:
 
 import asyncio
 import contextlib
+import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime
@@ -51,7 +52,7 @@ from metachat.orchestrator.prompt import build_messages
 from metachat.orchestrator.tenant_tools import no_tools
 from metachat.orchestrator.tools import ExternalTool, Retrieve, Toolbox
 from metachat.orchestrator.usage import UsageRecorder
-from metachat.tenants import AssistantDeps, LoadedAssistant, load_assistant
+from metachat.tenants import LoadedAssistant
 from metachat.tenants.commands import AssistantSettings, ConfidencePolicy
 
 log = structlog.get_logger()
@@ -66,9 +67,9 @@ class OrchestratorDeps(msgspec.Struct, frozen=True, kw_only=True):
     """What the reply policy needs; built by the worker from the process's dependencies."""
 
     conversations: ConversationDeps
-    assistant: AssistantDeps
+    load_assistant: Callable[[uuid.UUID], Awaitable[LoadedAssistant]]
+    """The tenant's assistant and name as of now (`AssistantCache.load` in a worker)."""
     locks: ConversationLocks
-    tenant_name: Callable[[Any], Awaitable[str]]
     provider_for: Callable[[LoadedAssistant], LLMProvider]
     check_limits: Callable[[Any, AssistantSettings, CompletionRequest], Awaitable[None]]
     """Raises an `LLMError` when the tenant's call rate or monthly budget refuses the call."""
@@ -131,7 +132,7 @@ class ReplyPolicy:
         if not isinstance(event, MessagePosted) or event.sender != "customer":
             return
         tenant_id = recorded.envelope.tenant_id
-        loaded = await load_assistant(self.deps.assistant, tenant_id)
+        loaded = await self.deps.load_assistant(tenant_id)
         if not loaded.settings.enabled:
             return
         await self._wait_for_burst(recorded, loaded.settings)
@@ -239,7 +240,7 @@ class Reply:
     ) -> Generation:
         messages = build_messages(
             self.settings,
-            tenant_name=await self.deps.tenant_name(self.ctx.tenant_id),
+            tenant_name=self.loaded.tenant_name,
             history=self.history.messages,
             answering=len(self.pending),
             context=context,

@@ -2,9 +2,16 @@
 
 import dataclasses
 
+from metachat.conversations.events import MessagePosted
 from metachat.eventstore.consumer import ConsumerSpec
 from metachat.eventstore.envelope import Recorded
 from metachat.orchestrator.replies import OrchestratorDeps, ReplyPolicy
+
+
+def is_customer_message(recorded: Recorded) -> bool:
+    """Only a customer's message is answered; the rest (the replies themselves) are let pass."""
+    event = recorded.event
+    return isinstance(event, MessagePosted) and event.sender == "customer"
 
 
 async def _unbound(_: Recorded) -> None:
@@ -15,6 +22,9 @@ REPLY_CONSUMER = ConsumerSpec(
     name="orchestrator.replies",
     binding_keys=("*.conversations.message_posted",),
     reaction=_unbound,
+    # The binding also brings the assistant's and the agents' messages: acknowledged with no
+    # tracking check or row, since nothing is done for them.
+    accepts=is_customer_message,
     # It calls models (which costs money) and replies to customers: replaying history must not
     # answer old messages again, so it starts at its mark (R13).
     side_effects=True,

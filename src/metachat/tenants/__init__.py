@@ -10,11 +10,13 @@ Publishes: `tenants.tenant_created`, `tenants.api_key_issued`, `tenants.api_key_
 Consumes: nothing.
 """
 
+from metachat.tenants.assistant.cache import AssistantCache
 from metachat.tenants.assistant.handlers import AssistantDeps, LoadedAssistant, load_assistant
 from metachat.tenants.assistant.secrets import LoadedHttpTool, LoadedMcpServer
 from metachat.tenants.reads import TenantView, get_tenant
 
 __all__ = [
+    "AssistantCache",
     "AssistantDeps",
     "LoadedAssistant",
     "LoadedHttpTool",

@@ -6,6 +6,7 @@ aio-pika objects FastStream's own declarer returns, because a FastStream subscri
 queue with exactly one routing key: extra binding keys, and the dead-letter queue's binding.
 """
 
+import logging
 from typing import TYPE_CHECKING, cast
 
 import structlog
@@ -33,12 +34,20 @@ log = structlog.get_logger()
 GRACEFUL_TIMEOUT = 15.0
 
 
+ACCESS_LOGGER = "faststream.metachat"
+"""FastStream's own logger for the broker: a standard logger under `faststream`, which
+`configure_logging` keeps at WARNING, so its per-delivery "Received"/"Processed" lines (INFO)
+are dropped before they are formatted. FastStream's default access logger ignores that level
+(it sets its own, with a plain-text handler on stdout); our JSON lines say what happened."""
+
+
 def build_broker(settings: Settings) -> RabbitBroker:
     """A FastStream broker for the consumers, with the configured prefetch per channel."""
     return RabbitBroker(
         settings.amqp.url,
         default_channel=Channel(prefetch_count=settings.consumer.prefetch),
         graceful_timeout=GRACEFUL_TIMEOUT,
+        logger=logging.getLogger(ACCESS_LOGGER),
     )
 
 

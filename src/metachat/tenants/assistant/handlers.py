@@ -19,6 +19,7 @@ from metachat.eventstore.envelope import Metadata, Recorded
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError, ValidationError
+from metachat.tenants import model as tenant_model
 from metachat.tenants.assistant import model
 from metachat.tenants.assistant.crypto import KEY_VERSION, SecretBox
 from metachat.tenants.assistant.secrets import (
@@ -76,17 +77,22 @@ class AssistantView(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class LoadedAssistant(msgspec.Struct, frozen=True, kw_only=True):
-    """What a reply needs: the settings, the opened keys of its chain's providers, its tools."""
+    """What a reply needs: its settings, the opened keys of its chain, its tools, the name.
+
+    The tenant's name is the prompt's brand when the settings name none.
+    """
 
     settings: AssistantSettings
     api_keys: dict[str, str]
     http_tools: tuple[LoadedHttpTool, ...] = ()
     mcp_servers: tuple[LoadedMcpServer, ...] = ()
+    tenant_name: str = ""
 
     def __repr__(self) -> str:
         return (
             f"LoadedAssistant(settings={self.settings!r}, api_keys=<{len(self.api_keys)}>, "
-            f"http_tools={list(self.http_tools)!r}, mcp_servers={list(self.mcp_servers)!r})"
+            f"http_tools={list(self.http_tools)!r}, mcp_servers={list(self.mcp_servers)!r}, "
+            f"tenant_name={self.tenant_name!r})"
         )
 
 
@@ -231,9 +237,10 @@ async def get_assistant(store: PostgresEventStore, tenant_id: uuid.UUID) -> Assi
 
 
 async def load_assistant(deps: AssistantDeps, tenant_id: uuid.UUID) -> LoadedAssistant:
-    """Return the settings with the opened keys of the chain's providers and the tools."""
+    """Return the settings with the opened keys of the chain's providers, the tools, the name."""
     async with deps.store.engine.connect() as conn:
         state, _ = await _state(deps.store, tenant_id, conn)
+        tenant = await deps.store.read_stream(tenant_model.stream_id(tenant_id), conn=conn)
         wanted = {state.settings.primary.kind, *(c.kind for c in state.settings.fallbacks)}
         rows = (await conn.execute(_SEALED_KEYS, {"t": tenant_id})).all()
         tool_secrets = await open_secrets(conn, deps.box, tenant_id) if _has_tools(state) else {}
@@ -254,7 +261,11 @@ async def load_assistant(deps: AssistantDeps, tenant_id: uuid.UUID) -> LoadedAss
         if name in registered
     )
     return LoadedAssistant(
-        settings=state.settings, api_keys=opened, http_tools=http, mcp_servers=mcp
+        settings=state.settings,
+        api_keys=opened,
+        http_tools=http,
+        mcp_servers=mcp,
+        tenant_name=tenant_model.replay([r.event for r in tenant]).name,
     )
 
 
