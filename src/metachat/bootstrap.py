@@ -34,6 +34,7 @@ from metachat.tenants import AssistantCache, AssistantDeps
 from metachat.tenants import events as tenant_events
 from metachat.tenants.assistant.crypto import SecretBox
 from metachat.tenants.handlers import TenantDeps
+from metachat.tenants.keycache import KeyCache
 
 log = structlog.get_logger()
 
@@ -71,6 +72,8 @@ class Deps(msgspec.Struct, frozen=True, kw_only=True):
     async def close(self) -> None:
         """Release connections and background tasks."""
         await self.notifier.stop()
+        if self.tenants.keys is not None:
+            await self.tenants.keys.close()
         await self.scoped.engine.dispose()
         await self.engine.dispose()
 
@@ -150,6 +153,7 @@ async def build(
         raise RuntimeError("no secret key: resolve_secrets provides one outside production")
     scoped_engine = create_engine(url, pool_size=pool_size, tenant_scoped=True)
     scoped_store = PostgresEventStore(scoped_engine, registry, notifier)
+    key_cache = KeyCache(libpq_url(url))
     return Deps(
         settings=settings,
         database_url=url,
@@ -157,11 +161,11 @@ async def build(
         registry=registry,
         notifier=notifier,
         store=store,
-        tenants=TenantDeps(store=store, pepper=pepper),
+        tenants=TenantDeps(store=store, pepper=pepper, keys=key_cache),
         scoped=ScopedDeps(
             engine=scoped_engine,
             store=scoped_store,
-            tenants=TenantDeps(store=scoped_store, pepper=pepper),
+            tenants=TenantDeps(store=scoped_store, pepper=pepper, keys=key_cache),
         ),
         secrets=SecretBox(settings.secret_key.value),
     )

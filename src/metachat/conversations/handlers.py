@@ -13,11 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import msgspec
-from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.conversations import model
-from metachat.conversations.cache import StreamCache
+from metachat.conversations.cache import Cached, StreamCache
 from metachat.conversations.commands import (
     AssignConversation,
     CloseConversation,
@@ -102,42 +101,48 @@ async def _load(
     return recorded
 
 
-_VERSION = text(
-    "SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = :s"
-)
+def _decide_cached(cached: Cached, command: model.Command) -> list[Event]:
+    """Decide from a remembered state; an empty answer (a no-op, a refusal) is not trusted."""
+    try:
+        return model.decide(cached.state, command)
+    except DomainError:
+        return []
 
 
-async def _version(conn: AsyncConnection, conversation_id: uuid.UUID) -> int:
-    return int(await conn.scalar(_VERSION, {"s": model.stream_id(conversation_id)}) or 0)
+async def _append_cached(
+    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
+) -> tuple[list[Recorded], list[Recorded]] | None:
+    """Run a command from the stream this process last wrote, in one round trip, if it can.
 
-
-async def _decide(
-    deps: ConversationDeps,
-    ctx: Context,
-    conversation_id: uuid.UUID,
-    command: model.Command,
-    conn: AsyncConnection,
-) -> tuple[list[Recorded], model.ConversationState, list[Event]]:
-    """Decide from the cached stream when there is one; only an append may trust it.
-
-    A decision that appends nothing or refuses is checked by no append, so from a cached stream
-    it is taken again on a fresh read before it is answered.
+    The decision is taken on the remembered state and appended after the remembered version in
+    a transaction of its own (`append_alone`); the append's version check is what makes that
+    safe. None when there is nothing to go on: no entry, a decision that appends nothing or
+    refuses (no append would check it, so it is taken again on a fresh read), or a stream that
+    moved on (another process wrote: the API and the orchestrator take turns on most
+    conversations); then nothing was written and the entry is forgotten.
     """
-    cached = deps.cache.get(ctx.tenant_id, conversation_id) if deps.cache else None
-    if cached is not None and await _version(conn, conversation_id) != len(cached.history):
-        # Another process wrote since (the API and the orchestrator take turns on most
-        # conversations): one index probe finds out, instead of a failed append and a retry.
-        cached = None
-    if cached is not None:
-        try:
-            events = model.decide(cached.state, command)
-        except DomainError:
-            events = []
-        if events:
-            return list(cached.history), cached.state, events
-    history = await _load(deps.store, ctx.tenant_id, conversation_id, conn)
-    state = model.replay([r.event for r in history])
-    return history, state, model.decide(state, command)
+    cache = deps.cache
+    cached = cache.get(ctx.tenant_id, conversation_id) if cache is not None else None
+    if cache is None or cached is None:
+        return None
+    events = _decide_cached(cached, command)
+    if not events:
+        return None
+    try:
+        appended = await deps.store.append_alone(
+            model.stream_id(conversation_id),
+            events,
+            expected_version=len(cached.history),
+            metadata=ctx.metadata,
+        )
+    except ConcurrencyError:
+        cache.drop(conversation_id)
+        return None
+    state = cached.state
+    for event in events:
+        state = model.evolve(state, event)
+    cache.put(conversation_id, [*cached.history, *appended], state)
+    return list(cached.history), appended
 
 
 async def _run(
@@ -149,7 +154,9 @@ async def _run(
         # Read and append in one transaction for its round trips (one BEGIN, one tenant
         # setting, one COMMIT), not for isolation: the append checks the version read anyway.
         async with deps.store.engine.begin() as conn:
-            history, state, events = await _decide(deps, ctx, conversation_id, command, conn)
+            history = await _load(deps.store, ctx.tenant_id, conversation_id, conn)
+            state = model.replay([r.event for r in history])
+            events = model.decide(state, command)
             if not events:
                 return history, []
             try:
@@ -172,7 +179,8 @@ async def _run(
         return history, appended
 
     try:
-        return await _with_retry(attempt)
+        fast = await _append_cached(deps, ctx, conversation_id, command)
+        return fast if fast is not None else await _with_retry(attempt)
     except model.IllegalTransitionError as exc:
         # In a problem details body `status` is the HTTP status, so the refusal would lose the
         # conversation's status; it is answered as `conversation_status` too.
@@ -196,16 +204,15 @@ async def open_conversation(
         customer_id=customer_id,
         metadata=metadata or {},
     )
-    events = model.decide(model.ConversationState(), command)
-    async with deps.store.engine.begin() as conn:
-        recorded = await deps.store.append(
-            model.stream_id(conversation_id),
-            events,
-            expected_version=0,
-            metadata=ctx.metadata,
-            conn=conn,
-        )
-    deps.store.committed()
+    state = model.ConversationState()
+    events = model.decide(state, command)
+    recorded = await deps.store.append_alone(
+        model.stream_id(conversation_id), events, expected_version=0, metadata=ctx.metadata
+    )
+    if deps.cache is not None:
+        for event in events:
+            state = model.evolve(state, event)
+        deps.cache.put(conversation_id, recorded, state)
     return conversation_view(recorded)
 
 

@@ -34,7 +34,7 @@ POLICY = "tenant_isolation"
 TENANT_EXPRESSION = f"nullif(current_setting('{TENANT_SETTING}', true), '')::uuid"
 """The transaction's tenant; NULL when none is set (`''` once a local setting has ended)."""
 
-_SET_TENANT = f"SELECT set_config('{TENANT_SETTING}', %s, true)"
+SET_TENANT = f"SELECT set_config('{TENANT_SETTING}', %s, true)"
 
 # Created once per cluster (roles are cluster-wide). A concurrent creator (two databases of one
 # server migrating at once) loses on the catalogue's unique index: that is success too. The
@@ -115,7 +115,7 @@ def scope_transactions(engine: AsyncEngine) -> None:
         # opens the transaction with this statement, which then belongs to it.
         cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
         try:
-            cursor.execute(_SET_TENANT, (str(tenant),))
+            cursor.execute(SET_TENANT, (str(tenant),))
         finally:
             cursor.close()
 

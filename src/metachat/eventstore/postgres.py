@@ -8,6 +8,7 @@ architecture/decisions/0002-gap-free-reading.md).
 
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,12 +18,14 @@ from psycopg import errors as pg_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from metachat.database.tenancy import SET_TENANT
 from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.registry import EventRegistry
 from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError, ValidationError
 from metachat.kernel.ids import uuid7
+from metachat.kernel.tenancy import current_tenant
 
 # `pg_current_xact_id()` comes before `nextval()` in the select list on purpose: the executor
 # evaluates it first, so a writer owns a transaction id before it owns a position. The gap-free
@@ -123,6 +126,47 @@ async def _execute_append(conn: AsyncConnection, params: dict[str, Any]) -> list
         raise
 
 
+async def _execute_alone(conn: AsyncConnection, params: dict[str, Any]) -> list[int]:
+    """Run the append as a transaction of its own, pipelined: one round trip in all.
+
+    BEGIN, the context's tenant (row-level security), the append and COMMIT go out together and
+    their results come back together. The append's own version check makes it write nothing
+    when the stream moved; then the COMMIT ends an empty transaction. Any error aborts the rest
+    of the pipeline, COMMIT included, and the transaction is rolled back here.
+    """
+    raw = await conn.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    tenant = current_tenant()
+    try:
+        try:
+            async with driver.pipeline():
+                await driver.execute(b"BEGIN", prepare=False)
+                if tenant is not None:
+                    await driver.execute(SET_TENANT, (str(tenant),), prepare=True)
+                appending = await driver.execute(_APPEND, params, prepare=True)
+                await driver.execute(b"COMMIT", prepare=False)
+            positions = sorted(row[0] for row in await appending.fetchall())
+        finally:
+            if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+                await driver.rollback()
+    except psycopg.OperationalError:
+        # As in `_execute_append`: a connection the server closed leaves the pool.
+        if driver.closed:
+            await conn.invalidate()
+        raise
+    return positions
+
+
+@dataclass(frozen=True, slots=True)
+class _Pending:
+    """Events about to be appended, with the ids and time their envelopes will carry."""
+
+    events: Sequence[Event]
+    event_ids: list[uuid.UUID]
+    occurred_at: datetime
+    metadata: Metadata
+
+
 class GapFreeReader:
     """Reads the global order without ever skipping a position that may still commit.
 
@@ -210,34 +254,90 @@ class PostgresEventStore:
                 )
             self.committed()
             return recorded
-        occurred_at = datetime.now(UTC)
-        event_ids = [uuid7() for _ in events]
-        if any(_holds_nul(self.registry.to_builtins(e)) for e in events):
-            # jsonb and text columns reject U+0000: refused here, before any write, it is a clear
-            # 422 for every context instead of a 500 from deep inside a transaction.
-            raise ValidationError("text must not contain NUL (U+0000) characters")
-        params = {
-            "tenant_id": metadata.tenant_id,
-            "stream_id": stream_id,
-            "expected_version": expected_version,
-            "occurred_at": occurred_at,
-            "correlation_id": metadata.correlation_id,
-            "causation_id": metadata.causation_id,
-            "actor": _actor_encoder.encode(metadata.actor).decode(),
-            "event_ids": event_ids,
-            "versions": [expected_version + i for i in range(1, len(events) + 1)],
-            "types": [type(e).type for e in events],
-            "schema_versions": [type(e).version for e in events],
-            "payloads": [self.registry.encode(e).decode() for e in events],
-        }
+        params, pending = self._prepare(stream_id, events, expected_version, metadata)
         # No savepoint: a conflict aborts the caller's transaction, and every caller retries the
         # whole load-decide-append anyway, so a savepoint would only cost two round trips.
         try:
             positions = await _execute_append(conn, params)
         except pg_errors.UniqueViolation as exc:
             raise self._conflict(stream_id, expected_version) from exc
-        if len(positions) != len(events):
+        return self._placed(pending, positions, stream_id, expected_version)
+
+    async def append_alone(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        *,
+        expected_version: int,
+        metadata: Metadata,
+    ) -> list[Recorded]:
+        """Append in a transaction of its own, as the context's tenant, in one round trip.
+
+        The same effect as `append` inside `engine.begin()` (the tenant set for row-level
+        security, the events and their outbox rows committed together), without waiting for
+        BEGIN, the tenant setting and COMMIT one by one: the hot path of a command that decided
+        from a state it already had. Raises ConcurrencyError if another writer won; then nothing
+        was written. Pokes the relay after the commit.
+        """
+        if not events:
+            return []
+        params, pending = self._prepare(stream_id, events, expected_version, metadata)
+        async with self.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            try:
+                positions = await _execute_alone(auto, params)
+            except pg_errors.UniqueViolation as exc:
+                raise self._conflict(stream_id, expected_version) from exc
+        placed = self._placed(pending, positions, stream_id, expected_version)
+        self.committed()
+        return placed
+
+    def _prepare(
+        self,
+        stream_id: str,
+        events: Sequence[Event],
+        expected_version: int,
+        metadata: Metadata,
+    ) -> tuple[dict[str, Any], _Pending]:
+        """The append statement's parameters, and what `_placed` needs to record the events."""
+        payloads = [self.registry.encode(e) for e in events]
+        if any(b"\\u0000" in p for p in payloads) and any(
+            _holds_nul(self.registry.to_builtins(e)) for e in events
+        ):
+            # jsonb and text columns reject U+0000: refused here, before any write, it is a clear
+            # 422 for every context instead of a 500 from deep inside a transaction. (The JSON
+            # spells it `\u0000`; only then is the payload searched, since that spelling may
+            # also be a text's own backslash followed by `u0000`.)
+            raise ValidationError("text must not contain NUL (U+0000) characters")
+        pending = _Pending(
+            events=events,
+            event_ids=[uuid7() for _ in events],
+            occurred_at=datetime.now(UTC),
+            metadata=metadata,
+        )
+        params = {
+            "tenant_id": metadata.tenant_id,
+            "stream_id": stream_id,
+            "expected_version": expected_version,
+            "occurred_at": pending.occurred_at,
+            "correlation_id": metadata.correlation_id,
+            "causation_id": metadata.causation_id,
+            "actor": _actor_encoder.encode(metadata.actor).decode(),
+            "event_ids": pending.event_ids,
+            "versions": [expected_version + i for i in range(1, len(events) + 1)],
+            "types": [type(e).type for e in events],
+            "schema_versions": [type(e).version for e in events],
+            "payloads": [p.decode() for p in payloads],
+        }
+        return params, pending
+
+    def _placed(
+        self, pending: "_Pending", positions: list[int], stream_id: str, expected_version: int
+    ) -> list[Recorded]:
+        """The events as recorded at the positions the append took; a short answer: conflict."""
+        if len(positions) != len(pending.events):
             raise self._conflict(stream_id, expected_version)
+        metadata = pending.metadata
         return [
             Recorded(
                 envelope=Envelope(
@@ -248,7 +348,7 @@ class PostgresEventStore:
                     stream_id=stream_id,
                     stream_version=expected_version + offset,
                     position=position,
-                    occurred_at=occurred_at,
+                    occurred_at=pending.occurred_at,
                     correlation_id=metadata.correlation_id,
                     causation_id=metadata.causation_id,
                     actor=metadata.actor,
@@ -257,7 +357,7 @@ class PostgresEventStore:
                 event=event,
             )
             for offset, (event_id, event, position) in enumerate(
-                zip(event_ids, events, positions, strict=True), start=1
+                zip(pending.event_ids, pending.events, positions, strict=True), start=1
             )
         ]
 

@@ -24,6 +24,7 @@ from metachat.tenants.commands import (
     Role,
 )
 from metachat.tenants.events import ApiKeyIssued, ApiKeyRevoked
+from metachat.tenants.keycache import KEYS_CHANNEL, KeyCache
 
 T = TypeVar("T")
 _RETRIES = 3
@@ -63,6 +64,8 @@ class TenantDeps(msgspec.Struct, frozen=True, kw_only=True):
 
     store: PostgresEventStore
     pepper: str
+    keys: KeyCache | None = None
+    """The process's memory of authenticated API keys (None: ask the database every time)."""
 
 
 async def _with_retry(attempt: Callable[[], Awaitable[T]]) -> T:
@@ -113,6 +116,12 @@ async def _index_keys(
                     " WHERE tenant_id = :t AND key_id = :k"
                 ),
                 {"at": env.occurred_at, "t": env.tenant_id, "k": event.key_id},
+            )
+            # Delivered at commit, to every API process's key cache (`keycache`). Inside the
+            # transaction on purpose: a revocation is rare, and it must not be lost.
+            await conn.execute(
+                text("SELECT pg_notify(:channel, :key)"),
+                {"channel": KEYS_CHANNEL, "key": str(event.key_id)},
             )
 
 
@@ -189,6 +198,11 @@ async def _execute(
             )
             await _index_keys(conn, recorded, key_hashes or {})
         deps.store.committed()
+        if deps.keys is not None:
+            # This process's own cache forgets at once; the others hear the NOTIFY.
+            for item in recorded:
+                if isinstance(item.event, ApiKeyRevoked):
+                    deps.keys.forget(item.event.key_id)
         return recorded
 
     return await _with_retry(attempt)
@@ -296,21 +310,28 @@ async def authenticate(api_key: str, *, deps: TenantDeps) -> Principal:
     prefix = keys.parse_prefix(api_key)
     if prefix is None:
         raise AuthenticationError("invalid API key")
+    digest = keys.digest(api_key, pepper=deps.pepper)
+    cache = deps.keys
+    if cache is not None and isinstance(known := cache.get(digest), Principal):
+        return known
+    generation = cache.generation if cache is not None else 0
     async with deps.store.engine.connect() as conn:
         # One statement in autocommit, one round trip: a SECURITY DEFINER function finds the key
         # past row-level security (the tenant is not known yet) and keeps its last use
-        # (migration 0008).
+        # (migrations 0008, 0011).
         auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
         row = (
-            await auto.execute(
-                _AUTHENTICATE,
-                {
-                    "p": prefix,
-                    "h": keys.digest(api_key, pepper=deps.pepper),
-                    "now": datetime.now(UTC),
-                },
-            )
+            await auto.execute(_AUTHENTICATE, {"p": prefix, "h": digest, "now": datetime.now(UTC)})
         ).first()
     if row is None:
         raise AuthenticationError("invalid API key")
-    return Principal(tenant_id=row.tenant_id, key_id=row.key_id, scopes=frozenset(row.scopes))
+    principal = Principal(tenant_id=row.tenant_id, key_id=row.key_id, scopes=frozenset(row.scopes))
+    if cache is not None:
+        cache.put(
+            digest,
+            principal,
+            key_id=row.key_id,
+            expires_at=row.expires_at,
+            generation=generation,
+        )
+    return principal
