@@ -335,7 +335,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--generators", type=int, default=1, help="load generator processes")
     parser.add_argument(
-        "--api-processes", type=int, default=1, help="API role processes (ports) to spread over"
+        "--api-processes",
+        type=int,
+        default=1,
+        help="API processes on one port (metachat run --api-workers)",
     )
     parser.add_argument(
         "--fractions",

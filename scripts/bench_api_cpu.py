@@ -80,7 +80,8 @@ def postmaster_pid(data_directory: str | None) -> int | None:
 def snapshot(at: float, servers: list[int], postmaster: int | None) -> Snapshot:
     return Snapshot(
         at=at,
-        server=sum(process_seconds(pid) for pid in servers),
+        # The API's extra worker processes (`--api-workers`) are its children.
+        server=sum(tree_seconds(pid) for pid in servers),
         postgres=tree_seconds(postmaster) if postmaster else None,
         busy=machine_busy_seconds(),
     )

@@ -123,18 +123,19 @@ class Server:
 def start_servers(
     env: dict[str, str], args: argparse.Namespace, started: list[Server]
 ) -> tuple[list[Server], Server]:
-    """Start the API role (`--api-processes` of them) and the bare insert server.
+    """Start the API role (`--api-processes` of them, on one port) and the bare insert server.
 
-    Each server is added to `started` as soon as it runs, for the caller to stop.
+    More than one API process is the product's own `--api-workers`: the first process starts
+    the others, all listening on the same port. Each server is added to `started` as soon as it
+    runs, for the caller to stop.
     """
     runner = ["-c", UVLOOP_WRAPPER] if args.uvloop else ["-m", "metachat"]
-    apis = []
-    for index in range(args.api_processes):
-        port = free_port()
-        command = [sys.executable, *runner, "run", "--role", "api"]
-        command += ["--host", "127.0.0.1", "--port", str(port)]
-        apis.append(Server(f"api{index}", command, env, port))
-        started.append(apis[-1])
+    port = free_port()
+    command = [sys.executable, *runner, "run", "--role", "api"]
+    command += ["--host", "127.0.0.1", "--port", str(port)]
+    command += ["--api-workers", str(args.api_processes)]
+    apis = [Server("api", command, env, port)]
+    started.append(apis[0])
     bare_port = free_port()
     bare_cmd = [sys.executable, str(SCRIPTS / "bench_api_bare.py"), "--port", str(bare_port)]
     bare_cmd += ["--uvloop"] if args.uvloop else []

@@ -151,7 +151,12 @@ async def build(
     pepper = settings.api_key_pepper.value if settings.api_key_pepper else ""
     if settings.secret_key is None:
         raise RuntimeError("no secret key: resolve_secrets provides one outside production")
-    scoped_engine = create_engine(url, pool_size=pool_size, tenant_scoped=True)
+    # The API's pool is steady: twice the size and no overflow. Overflow connections are opened
+    # in a burst and closed as soon as they come back, so a busy API paid for a connection's
+    # set-up exactly when it was busiest (docs/benchmarks.md); a request now waits for a pooled
+    # one instead, and an API request holds one for a round trip or a few. (API requests pass
+    # their connection down instead of taking a second one, so a full pool only queues them.)
+    scoped_engine = create_engine(url, pool_size=2 * pool_size, max_overflow=0, tenant_scoped=True)
     scoped_store = PostgresEventStore(scoped_engine, registry, notifier)
     key_cache = KeyCache(libpq_url(url))
     return Deps(

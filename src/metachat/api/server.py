@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Iterator
 
 import structlog
@@ -25,17 +26,32 @@ class _EmbeddedServer(uvicorn.Server):
         yield
 
 
-async def _serve(server: uvicorn.Server) -> None:
+def _shared_socket(host: str, port: int) -> socket.socket:
+    """A listening socket that other processes may bind too (`SO_REUSEPORT`, Linux and BSDs)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    sock.set_inheritable(True)
+    return sock
+
+
+async def _serve(server: uvicorn.Server, sockets: list[socket.socket] | None) -> None:
     try:
-        await server.serve()
+        await server.serve(sockets=sockets)
     except SystemExit as exc:
         # uvicorn calls sys.exit(1) when it cannot bind; inside a task that would tear the event
         # loop down past the other roles, so it becomes an ordinary error of this role.
         raise RuntimeError(f"the HTTP server could not start (exit code {exc.code})") from exc
 
 
-async def run_api(deps: Deps, stop: asyncio.Event, *, host: str, port: int) -> None:
+async def run_api(
+    deps: Deps, stop: asyncio.Event, *, host: str, port: int, reuse_port: bool = False
+) -> None:
     """Serve HTTP until `stop` is set, then finish in-flight requests and return.
+
+    With `reuse_port`, other processes may listen on the same address (`--api-workers`).
 
     Raises:
         RuntimeError: the server stopped on its own (for example, the port was taken).
@@ -50,7 +66,8 @@ async def run_api(deps: Deps, stop: asyncio.Event, *, host: str, port: int) -> N
         timeout_graceful_shutdown=10,
     )
     server = _EmbeddedServer(config)
-    serving = asyncio.create_task(_serve(server), name="uvicorn")
+    sockets = [_shared_socket(host, port)] if reuse_port else None
+    serving = asyncio.create_task(_serve(server, sockets), name="uvicorn")
     stopping = asyncio.create_task(stop.wait(), name="api-stop")
     await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     log.info("api_stopping", host=host, port=port)

@@ -54,13 +54,20 @@ def use_fast_json() -> None:
 
 
 def create_engine(
-    url: str, *, pool_size: int = 10, tenant_scoped: bool = False, **options: Any
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int | None = None,
+    tenant_scoped: bool = False,
+    **options: Any,
 ) -> AsyncEngine:
     """Create the async engine for a database URL.
 
     `tenant_scoped` makes an engine for the API: its connections act as the `metachat_app` role
     (bound by row-level security) and every transaction acts for the context's tenant
     (`database.tenancy`). Otherwise the connections act as the URL's own user, the owner.
+    `max_overflow` (default: `pool_size`) is how many connections beyond the pool may be opened
+    at busy moments; each is closed again when it comes back to a full pool.
     """
     use_fast_json()
     server_options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
@@ -69,7 +76,7 @@ def create_engine(
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         # No ping per checkout: it costs a round trip on every transaction (measured: 10-15 % of
         # append throughput). A connection the server dropped fails its statement once, and
         # SQLAlchemy then invalidates the pool; callers retry or answer 503.

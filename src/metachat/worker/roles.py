@@ -29,13 +29,13 @@ EXIT_ROLE_FAILED = 1
 RoleRunner = Callable[[Deps, asyncio.Event], Coroutine[Any, Any, None]]
 
 
-def _runner(role: str, *, host: str, port: int) -> RoleRunner:
+def _runner(role: str, *, host: str, port: int, reuse_port: bool = False) -> RoleRunner:
     # Imported here so that a process running one role never loads the others' dependencies.
     if role == "api":
         from metachat.api.server import run_api
 
         async def api(deps: Deps, stop: asyncio.Event) -> None:
-            await run_api(deps, stop, host=host, port=port)
+            await run_api(deps, stop, host=host, port=port, reuse_port=reuse_port)
 
         return api
     if role == "relay":
@@ -116,14 +116,26 @@ async def run_roles(
     host: str,
     stop: asyncio.Event,
     grace: float = STOP_GRACE,
+    api_workers: int = 1,
+    reuse_port: bool = False,
 ) -> int:
     """Run the roles until SIGINT/SIGTERM (or `stop`); return the process exit code.
 
     Returns 0 when every role stopped on request, 1 when a role crashed or ended on its own
-    (the others are then stopped too).
+    (the others are then stopped too). With `api_workers` > 1 and the `api` role, that many
+    processes serve the API on the same port (`worker.api_workers`), supervised as a role.
     """
     chosen = list(dict.fromkeys(roles or ROLES))  # keep the order, drop repeats
-    runners = {role: _runner(role, host=host, port=port) for role in chosen}
+    workers = api_workers > 1 and "api" in chosen
+    shared = reuse_port or workers
+    runners = {role: _runner(role, host=host, port=port, reuse_port=shared) for role in chosen}
+    if workers:
+        from metachat.worker.api_workers import run_api_workers
+
+        async def more_api(_: Deps, stop: asyncio.Event) -> None:
+            await run_api_workers(stop, extra=api_workers - 1, host=host, port=port, grace=grace)
+
+        runners["api-workers"] = more_api
     installed = _install_signal_handlers(stop)
     log.info("roles_starting", roles=chosen, host=host, port=port)
     tasks = {

@@ -1,11 +1,13 @@
 """`metachat run`: roles in one process, clean stop on SIGTERM/SIGINT, non-zero exit on a crash."""
 
 import asyncio
+import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import aio_pika
@@ -69,6 +71,59 @@ def _finish(process: subprocess.Popen[str], sig: signal.Signals) -> tuple[int, s
     process.send_signal(sig)
     _, stderr = process.communicate(timeout=60)
     return process.returncode, stderr
+
+
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is `pid` (from /proc)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/status"):
+        try:
+            fields = dict(
+                line.split(":\t", 1) for line in status.read_text().splitlines() if ":\t" in line
+            )
+        except OSError:
+            continue
+        if fields.get("PPid", "").strip() == str(pid):
+            found.append(int(status.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+class TestApiWorkers:
+    def test_more_processes_serve_one_port_and_stop_with_the_first(self, cli_env) -> None:
+        port = free_port()
+        process = _start(cli_env, "--role", "api", "--port", str(port), "--api-workers", "2")
+        _wait_for(f"http://127.0.0.1:{port}/health/live", process)
+        deadline = time.monotonic() + 60
+        while not (workers := _children(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(workers) == 1
+        cmdline = Path(f"/proc/{workers[0]}/cmdline").read_bytes()
+        assert b"--reuse-port" in cmdline
+        for _ in range(20):  # a new connection each time, spread by the kernel
+            assert httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=10).status_code == 200
+        code, stderr = _finish(process, signal.SIGTERM)
+        assert code == 0, stderr
+        assert not _alive(workers[0])
+
+    def test_a_worker_that_dies_brings_the_process_down(self, cli_env) -> None:
+        port = free_port()
+        process = _start(cli_env, "--role", "api", "--port", str(port), "--api-workers", "2")
+        _wait_for(f"http://127.0.0.1:{port}/health/live", process)
+        deadline = time.monotonic() + 60
+        while not (workers := _children(process.pid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(workers[0], signal.SIGKILL)
+        _, stderr = process.communicate(timeout=90)
+        assert process.returncode == 1, stderr
+        assert "an API worker process ended on its own" in stderr
 
 
 class TestRunProcess:
