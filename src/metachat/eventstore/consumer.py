@@ -385,12 +385,16 @@ class ConsumerRunner:
         self, reaction: Reaction, recorded: Recorded, params: dict[str, Any]
     ) -> Outcome:
         # The tracking row comes after the effect: a crash in between redelivers the event and
-        # the reaction runs again, which its own idempotency key turns into a no-op.
+        # the reaction runs again, which its own idempotency key turns into a no-op. Neither
+        # statement shares a transaction with anything, so each runs alone in autocommit: one
+        # round trip instead of BEGIN, statement, COMMIT (or ROLLBACK).
         async with self._engine.connect() as conn:
-            if await conn.scalar(_TRACKED, params) is not None:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            if await auto.scalar(_TRACKED, params) is not None:
                 log.info("consumer_duplicate_skipped", position=params["position"])
                 return Outcome.DUPLICATE
         await reaction(recorded)
-        async with self._engine.begin() as conn:
-            await conn.execute(_TRACK, params)
+        async with self._engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            await auto.execute(_TRACK, params)
         return Outcome.APPLIED
