@@ -318,8 +318,15 @@ class History(msgspec.Struct, frozen=True, kw_only=True):
 async def load_history(
     deps: ConversationDeps, tenant_id: uuid.UUID, conversation_id: uuid.UUID
 ) -> History:
-    """Return the conversation's state and every message (what the assistant answers from)."""
-    recorded = await _load(deps.store, tenant_id, conversation_id)
+    """Return the conversation's state and every message (what the assistant answers from).
+
+    For the workers' (owner's) store: the read is one statement in autocommit, one round trip
+    instead of BEGIN, SELECT, ROLLBACK; a tenant-scoped store would see no tenant set there and
+    find nothing.
+    """
+    async with deps.store.engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        recorded = await _load(deps.store, tenant_id, conversation_id, auto)
     view = conversation_view(recorded)
     state = model.replay([r.event for r in recorded])
     if deps.cache is not None:
