@@ -7,6 +7,7 @@ one, so a conversation id alone never reaches across tenants.
 """
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -16,7 +17,7 @@ import msgspec
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.conversations import model
-from metachat.conversations.cache import Cached, StreamCache
+from metachat.conversations.cache import StreamCache
 from metachat.conversations.commands import (
     AssignConversation,
     CloseConversation,
@@ -30,7 +31,7 @@ from metachat.conversations.commands import (
 )
 from metachat.conversations.events import MessagePosted, Sender
 from metachat.conversations.views import ConversationView, MessageView, conversation_view
-from metachat.eventstore.envelope import Event, Metadata, Recorded
+from metachat.eventstore.envelope import Metadata, Recorded
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError, DomainError, NotFoundError
@@ -101,48 +102,53 @@ async def _load(
     return recorded
 
 
-def _decide_cached(cached: Cached, command: model.Command) -> list[Event]:
-    """Decide from a remembered state; an empty answer (a no-op, a refusal) is not trusted."""
-    try:
-        return model.decide(cached.state, command)
-    except DomainError:
-        return []
-
-
 async def _append_cached(
     deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
 ) -> tuple[list[Recorded], list[Recorded]] | None:
-    """Run a command from the stream this process last wrote, in one round trip, if it can.
+    """Run a command from the stream this process remembers, in one round trip when it can.
 
     The decision is taken on the remembered state and appended after the remembered version in
     a transaction of its own (`append_alone`); the append's version check is what makes that
-    safe. None when there is nothing to go on: no entry, a decision that appends nothing or
-    refuses (no append would check it, so it is taken again on a fresh read), or a stream that
-    moved on (another process wrote: the API and the orchestrator take turns on most
-    conversations); then nothing was written and the entry is forgotten.
+    safe. When the stream moved on (another process wrote: the API and the orchestrator take
+    turns on most conversations, and so do several API processes), the append writes nothing;
+    then only the events after the remembered version are read (`read_stream_after`, one round
+    trip), the state catches up and the command is decided again. A decision that appends
+    nothing or refuses is checked the same way before it is answered, since no append checks it.
+    None when this process remembers nothing of the conversation (or gave up catching up).
     """
     cache = deps.cache
     cached = cache.get(ctx.tenant_id, conversation_id) if cache is not None else None
     if cache is None or cached is None:
         return None
-    events = _decide_cached(cached, command)
-    if not events:
-        return None
-    try:
-        appended = await deps.store.append_alone(
-            model.stream_id(conversation_id),
-            events,
-            expected_version=len(cached.history),
-            metadata=ctx.metadata,
-        )
-    except ConcurrencyError:
-        cache.drop(conversation_id)
-        return None
-    state = cached.state
-    for event in events:
-        state = model.evolve(state, event)
-    cache.put(conversation_id, [*cached.history, *appended], state)
-    return list(cached.history), appended
+    stream = model.stream_id(conversation_id)
+    history, state = list(cached.history), cached.state
+    for _ in range(_ATTEMPTS):
+        refusal: DomainError | None = None
+        try:
+            events = model.decide(state, command)
+        except DomainError as exc:
+            events, refusal = [], exc
+        if events:
+            with contextlib.suppress(ConcurrencyError):
+                appended = await deps.store.append_alone(
+                    stream, events, expected_version=len(history), metadata=ctx.metadata
+                )
+                for event in events:
+                    state = model.evolve(state, event)
+                cache.put(conversation_id, [*history, *appended], state)
+                return history, appended
+        newer = await deps.store.read_stream_after(stream, len(history))
+        if not newer and not events:
+            # The remembered stream is current: the no-op or the refusal stands.
+            if refusal is not None:
+                raise refusal
+            return history, []
+        history += newer
+        for item in newer:
+            state = model.evolve(state, item.event)
+        cache.put(conversation_id, history, state)
+    cache.drop(conversation_id)
+    return None
 
 
 async def _run(

@@ -2,7 +2,8 @@
 
 Writers never `NOTIFY` inside their transaction (that takes a global lock at commit, R17). After
 a commit they call `poke()`, which only sets a flag; one background task turns any number of
-pokes into one `NOTIFY` at a time. The relay and projectors also poll, so a lost hint only delays.
+pokes into one `NOTIFY` at a time, at most one every 2 ms. The relay and projectors also poll,
+so a lost hint only delays.
 """
 
 import asyncio
@@ -14,6 +15,8 @@ import structlog
 log = structlog.get_logger()
 
 CHANNEL = "metachat_events"
+MIN_INTERVAL_SECONDS = 0.002
+"""At most one NOTIFY per this interval: pokes meanwhile are coalesced into the next."""
 
 
 class Notifier:
@@ -51,6 +54,11 @@ class Notifier:
                         self._wanted.clear()
                         await conn.execute(f"NOTIFY {CHANNEL}")
                         self.sent += 1
+                        # Pokes during the next moment share one NOTIFY: a busy API commits
+                        # about once a millisecond, and a hint per commit cost each of them a
+                        # round trip here (and a NOTIFY transaction in PostgreSQL). The relay
+                        # hears at most this much later.
+                        await asyncio.sleep(MIN_INTERVAL_SECONDS)
             except (psycopg.Error, OSError) as exc:
                 log.warning("notifier_reconnecting", error=str(exc))
                 await asyncio.sleep(1.0)

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 import psycopg
 from psycopg import errors as pg_errors
+from psycopg.rows import namedtuple_row
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -39,11 +40,10 @@ WITH ev AS (
     SELECT pg_current_xact_id(), nextval('eventstore.events_position_seq'),
            e.event_id, %(tenant_id)s, %(stream_id)s, e.stream_version, e.type, e.schema_version,
            %(occurred_at)s, %(correlation_id)s, %(causation_id)s, CAST(%(actor)s AS jsonb),
-           CAST(e.payload AS jsonb)
-    FROM unnest(CAST(%(event_ids)s AS uuid[]), CAST(%(versions)s AS integer[]),
-                CAST(%(types)s AS text[]), CAST(%(schema_versions)s AS integer[]),
-                CAST(%(payloads)s AS text[]))
-         AS e(event_id, stream_version, type, schema_version, payload)
+           e.payload
+    FROM json_to_recordset(CAST(%(events)s AS json))
+         AS e(event_id uuid, stream_version integer, type text, schema_version integer,
+              payload jsonb)
     WHERE (SELECT coalesce(max(stream_version), 0) FROM eventstore.events
            WHERE stream_id = %(stream_id)s) = %(expected_version)s
     RETURNING position, event_id
@@ -58,6 +58,8 @@ _COLUMNS = """position, event_id, tenant_id, stream_id, stream_version, type, sc
 _READ_STREAM = text(
     f"SELECT {_COLUMNS} FROM eventstore.events WHERE stream_id = :stream_id ORDER BY stream_version"
 )
+_READ_AFTER = f"""SELECT {_COLUMNS} FROM eventstore.events
+WHERE stream_id = %(stream_id)s AND stream_version > %(after)s ORDER BY stream_version"""
 
 # One statement, hence one snapshot: the rows and the snapshot bounds agree.
 _READ_PAGE = text(f"""
@@ -72,6 +74,19 @@ LEFT JOIN LATERAL (
 """)
 
 _actor_encoder = msgspec.json.Encoder()
+
+
+class _EventRow(msgspec.Struct, frozen=True):
+    """One event as the append statement reads it (`json_to_recordset`)."""
+
+    event_id: uuid.UUID
+    stream_version: int
+    type: str
+    schema_version: int
+    payload: msgspec.Raw
+
+
+_events_encoder = msgspec.json.Encoder()
 
 
 def envelope_from_row(row: Any) -> Envelope:
@@ -126,13 +141,15 @@ async def _execute_append(conn: AsyncConnection, params: dict[str, Any]) -> list
         raise
 
 
-async def _execute_alone(conn: AsyncConnection, params: dict[str, Any]) -> list[int]:
-    """Run the append as a transaction of its own, pipelined: one round trip in all.
+async def _alone(
+    conn: AsyncConnection, statement: str, params: dict[str, Any], *, named: bool = False
+) -> list[Any]:
+    """Run one statement as a transaction of its own, pipelined: one round trip in all.
 
-    BEGIN, the context's tenant (row-level security), the append and COMMIT go out together and
-    their results come back together. The append's own version check makes it write nothing
-    when the stream moved; then the COMMIT ends an empty transaction. Any error aborts the rest
-    of the pipeline, COMMIT included, and the transaction is rolled back here.
+    BEGIN, the context's tenant (row-level security), the statement and COMMIT go out together
+    and their results come back together; the statement's rows are returned (as named tuples
+    with `named`). Any error aborts the rest of the pipeline, COMMIT included, and the
+    transaction is rolled back here.
     """
     raw = await conn.get_raw_connection()
     driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
@@ -143,9 +160,10 @@ async def _execute_alone(conn: AsyncConnection, params: dict[str, Any]) -> list[
                 await driver.execute(b"BEGIN", prepare=False)
                 if tenant is not None:
                     await driver.execute(SET_TENANT, (str(tenant),), prepare=True)
-                appending = await driver.execute(_APPEND, params, prepare=True)
+                cursor = driver.cursor(row_factory=namedtuple_row) if named else driver.cursor()
+                await cursor.execute(statement, params, prepare=True)
                 await driver.execute(b"COMMIT", prepare=False)
-            positions = sorted(row[0] for row in await appending.fetchall())
+            return list(await cursor.fetchall())
         finally:
             if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 await driver.rollback()
@@ -154,7 +172,6 @@ async def _execute_alone(conn: AsyncConnection, params: dict[str, Any]) -> list[
         if driver.closed:
             await conn.invalidate()
         raise
-    return positions
 
 
 @dataclass(frozen=True, slots=True)
@@ -285,7 +302,9 @@ class PostgresEventStore:
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                positions = await _execute_alone(auto, params)
+                # The append's own version check makes it write nothing when the stream moved;
+                # then the COMMIT ends an empty transaction.
+                positions = sorted(row[0] for row in await _alone(auto, _APPEND, params))
             except pg_errors.UniqueViolation as exc:
                 raise self._conflict(stream_id, expected_version) from exc
         placed = self._placed(pending, positions, stream_id, expected_version)
@@ -323,11 +342,23 @@ class PostgresEventStore:
             "correlation_id": metadata.correlation_id,
             "causation_id": metadata.causation_id,
             "actor": _actor_encoder.encode(metadata.actor).decode(),
-            "event_ids": pending.event_ids,
-            "versions": [expected_version + i for i in range(1, len(events) + 1)],
-            "types": [type(e).type for e in events],
-            "schema_versions": [type(e).version for e in events],
-            "payloads": [p.decode() for p in payloads],
+            # One JSON text for all the events, not five arrays: psycopg dumps an array element
+            # by element (escaping each payload with a regular expression), which measured
+            # about a fifth of a post's CPU in the API process; a text parameter is sent as is.
+            "events": _events_encoder.encode(
+                [
+                    _EventRow(
+                        event_id=event_id,
+                        stream_version=expected_version + offset,
+                        type=type(event).type,
+                        schema_version=type(event).version,
+                        payload=msgspec.Raw(payload),
+                    )
+                    for offset, (event_id, event, payload) in enumerate(
+                        zip(pending.event_ids, events, payloads, strict=True), start=1
+                    )
+                ]
+            ).decode(),
         }
         return params, pending
 
@@ -388,6 +419,18 @@ class PostgresEventStore:
             async with self.engine.connect() as own:
                 return await self.read_stream(stream_id, conn=own)
         rows = (await conn.execute(_READ_STREAM, {"stream_id": stream_id})).all()
+        return [self.decode_row(row) for row in rows]
+
+    async def read_stream_after(self, stream_id: str, version: int) -> list[Recorded]:
+        """Return a stream's events after `version`, as the context's tenant, in one round trip.
+
+        How a process catches up a stream it remembers up to `version` (empty: it is current).
+        """
+        async with self.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = await _alone(
+                auto, _READ_AFTER, {"stream_id": stream_id, "after": version}, named=True
+            )
         return [self.decode_row(row) for row in rows]
 
     def reader(self) -> GapFreeReader:

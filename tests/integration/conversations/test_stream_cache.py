@@ -57,6 +57,28 @@ class TestStaleMemory:
         assert len(history.messages) == 5
         assert history.version == 6
 
+    async def test_a_stale_side_reads_only_what_it_missed(
+        self, deps: Deps, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        two, cid = await _two(deps)
+        await post_message(two.b, two.ctx, cid, sender="customer", text="b knows it now")
+        full_reads: list[str] = []
+        real = deps.store.read_stream
+
+        async def counting(stream_id: str, **kw: object) -> object:
+            full_reads.append(stream_id)
+            return await real(stream_id, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(deps.store, "read_stream", counting)
+        for side in (two.a, two.b) * 4:  # each post finds the other side wrote last
+            posted = await post_message(side, two.ctx, cid, sender="customer", text="turn")
+            assert posted.created
+        assert full_reads == []  # caught up from the remembered version, never from the start
+        monkeypatch.undo()
+        history = await load_history(two.a, two.ctx.tenant_id, cid)
+        assert [m.text for m in history.messages] == ["b knows it now", *["turn"] * 8]
+        assert history.version == 10
+
     async def test_a_no_op_from_a_stale_state_is_checked_on_a_fresh_read(self, deps: Deps) -> None:
         two, cid = await _two(deps)
         await hand_off(two.a, two.ctx, cid, reason="first")  # A remembers: handed off

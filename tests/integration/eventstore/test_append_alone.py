@@ -160,3 +160,23 @@ class TestAppendAlone:
                 stream, model.decide(state, _post("a\\u0000b")), expected_version=1, metadata=meta
             )
         assert posted[0].event.text == "a\\u0000b"  # type: ignore[attr-defined]
+
+
+class TestReadStreamAfter:
+    async def test_reads_what_follows_a_version_and_only_as_its_tenant(self, deps: Deps) -> None:
+        tenant_id, other = await new_tenant(deps), await new_tenant(deps, "Other")
+        cid = uuid7()
+        meta = Metadata(tenant_id=tenant_id, actor=Actor.system("t"), correlation_id=uuid7())
+        stream = model.stream_id(cid)
+        with tenant_scope(tenant_id):
+            await deps.scoped.store.append_alone(
+                stream, _opened(cid), expected_version=0, metadata=meta
+            )
+            posted = model.decide(model.replay(_opened(cid)), _post())
+            await deps.scoped.store.append_alone(stream, posted, expected_version=1, metadata=meta)
+            after = await deps.scoped.store.read_stream_after(stream, 1)
+            assert [r.envelope.stream_version for r in after] == [2]
+            assert await deps.scoped.store.read_stream_after(stream, 2) == []
+        with tenant_scope(other):
+            assert await deps.scoped.store.read_stream_after(stream, 0) == []
+        assert await deps.scoped.store.read_stream_after(stream, 0) == []  # no tenant: nothing
