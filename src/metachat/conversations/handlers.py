@@ -7,7 +7,6 @@ one, so a conversation id alone never reaches across tenants.
 """
 
 import asyncio
-import contextlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,8 +30,8 @@ from metachat.conversations.commands import (
 )
 from metachat.conversations.events import MessagePosted, Sender
 from metachat.conversations.views import ConversationView, MessageView, conversation_view
-from metachat.eventstore.envelope import Metadata, Recorded
-from metachat.eventstore.postgres import PostgresEventStore
+from metachat.eventstore.envelope import Event, Metadata, Recorded
+from metachat.eventstore.postgres import PostgresEventStore, StreamMovedError
 from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError, DomainError, NotFoundError
 from metachat.kernel.ids import uuid7
@@ -102,6 +101,33 @@ async def _load(
     return recorded
 
 
+def _decide_or_refusal(
+    state: model.ConversationState, command: model.Command
+) -> tuple[list[Event], DomainError | None]:
+    """The events a command decides, or none and the refusal (to be checked on a fresh state)."""
+    try:
+        return model.decide(state, command), None
+    except DomainError as exc:
+        return [], exc
+
+
+async def _append_after(
+    deps: ConversationDeps, ctx: Context, stream: str, events: list[Event], version: int
+) -> tuple[list[Recorded] | None, list[Recorded] | None]:
+    """Append after `version`: (the events appended, None), or (None, what was missed if known)."""
+    try:
+        return (
+            await deps.store.append_alone(
+                stream, events, expected_version=version, metadata=ctx.metadata
+            ),
+            None,
+        )
+    except StreamMovedError as moved:
+        return None, moved.newer  # read in the append's round trip
+    except ConcurrencyError:
+        return None, None  # a writer of the same version won at commit: read what it wrote
+
+
 async def _append_cached(
     deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
 ) -> tuple[list[Recorded], list[Recorded]] | None:
@@ -112,7 +138,8 @@ async def _append_cached(
     safe. When the stream moved on (another process wrote: the API and the orchestrator take
     turns on most conversations, and so do several API processes), the append writes nothing;
     then only the events after the remembered version are read (`read_stream_after`, one round
-    trip), the state catches up and the command is decided again. A decision that appends
+    trip, or none: a refused append returns them), the state catches up and the command is
+    decided again. A decision that appends
     nothing or refuses is checked the same way before it is answered, since no append checks it.
     None when this process remembers nothing of the conversation (or gave up catching up).
     """
@@ -123,21 +150,17 @@ async def _append_cached(
     stream = model.stream_id(conversation_id)
     history, state = list(cached.history), cached.state
     for _ in range(_ATTEMPTS):
-        refusal: DomainError | None = None
-        try:
-            events = model.decide(state, command)
-        except DomainError as exc:
-            events, refusal = [], exc
+        events, refusal = _decide_or_refusal(state, command)
+        newer: list[Recorded] | None = None
         if events:
-            with contextlib.suppress(ConcurrencyError):
-                appended = await deps.store.append_alone(
-                    stream, events, expected_version=len(history), metadata=ctx.metadata
-                )
+            appended, newer = await _append_after(deps, ctx, stream, events, len(history))
+            if appended is not None:
                 for event in events:
                     state = model.evolve(state, event)
                 cache.put(conversation_id, [*history, *appended], state)
                 return history, appended
-        newer = await deps.store.read_stream_after(stream, len(history))
+        if newer is None:
+            newer = await deps.store.read_stream_after(stream, len(history))
         if not newer and not events:
             # The remembered stream is current: the no-op or the refusal stands.
             if refusal is not None:

@@ -60,6 +60,12 @@ _READ_STREAM = text(
 )
 _READ_AFTER = f"""SELECT {_COLUMNS} FROM eventstore.events
 WHERE stream_id = %(stream_id)s AND stream_version > %(after)s ORDER BY stream_version"""
+# After an append in the same transaction: the events it did not write (all of those after the
+# version when it wrote nothing, since then this transaction holds no transaction id).
+_MISSED = f"""SELECT {_COLUMNS} FROM eventstore.events
+WHERE stream_id = %(stream_id)s AND stream_version > %(after)s
+  AND tx_id IS DISTINCT FROM pg_current_xact_id_if_assigned()
+ORDER BY stream_version"""
 
 # One statement, hence one snapshot: the rows and the snapshot bounds agree.
 _READ_PAGE = text(f"""
@@ -142,12 +148,12 @@ async def _execute_append(conn: AsyncConnection, params: dict[str, Any]) -> list
 
 
 async def _alone(
-    conn: AsyncConnection, statement: str, params: dict[str, Any], *, named: bool = False
-) -> list[Any]:
-    """Run one statement as a transaction of its own, pipelined: one round trip in all.
+    conn: AsyncConnection, *statements: tuple[str, dict[str, Any]], named: bool = False
+) -> list[list[Any]]:
+    """Run statements as a transaction of their own, pipelined: one round trip in all.
 
-    BEGIN, the context's tenant (row-level security), the statement and COMMIT go out together
-    and their results come back together; the statement's rows are returned (as named tuples
+    BEGIN, the context's tenant (row-level security), the statements and COMMIT go out together
+    and their results come back together; each statement's rows are returned (as named tuples
     with `named`). Any error aborts the rest of the pipeline, COMMIT included, and the
     transaction is rolled back here.
     """
@@ -160,10 +166,13 @@ async def _alone(
                 await driver.execute(b"BEGIN", prepare=False)
                 if tenant is not None:
                     await driver.execute(SET_TENANT, (str(tenant),), prepare=True)
-                cursor = driver.cursor(row_factory=namedtuple_row) if named else driver.cursor()
-                await cursor.execute(statement, params, prepare=True)
+                cursors = []
+                for statement, params in statements:
+                    cursor = driver.cursor(row_factory=namedtuple_row) if named else driver.cursor()
+                    await cursor.execute(statement, params, prepare=True)
+                    cursors.append(cursor)
                 await driver.execute(b"COMMIT", prepare=False)
-            return list(await cursor.fetchall())
+            return [list(await cursor.fetchall()) for cursor in cursors]
         finally:
             if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
                 await driver.rollback()
@@ -182,6 +191,14 @@ class _Pending:
     event_ids: list[uuid.UUID]
     occurred_at: datetime
     metadata: Metadata
+
+
+class StreamMovedError(ConcurrencyError):
+    """Another writer appended first; `newer` holds its events after the version expected."""
+
+    def __init__(self, message: str, *, newer: list[Recorded], **extra: Any) -> None:
+        super().__init__(message, **extra)
+        self.newer = newer
 
 
 class GapFreeReader:
@@ -295,18 +312,33 @@ class PostgresEventStore:
         BEGIN, the tenant setting and COMMIT one by one: the hot path of a command that decided
         from a state it already had. Raises ConcurrencyError if another writer won; then nothing
         was written. Pokes the relay after the commit.
+
+        When the stream had moved on, the error is a `StreamMovedError` carrying the events
+        after `expected_version`, read in the same round trip: what the caller missed.
         """
         if not events:
             return []
         params, pending = self._prepare(stream_id, events, expected_version, metadata)
+        after = {"stream_id": stream_id, "after": expected_version}
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
                 # The append's own version check makes it write nothing when the stream moved;
-                # then the COMMIT ends an empty transaction.
-                positions = sorted(row[0] for row in await _alone(auto, _APPEND, params))
+                # then the second statement returns what it missed (and, when the append wrote,
+                # nothing: its own rows are left out) and COMMIT ends an empty transaction.
+                appended, missed = await _alone(
+                    auto, (_APPEND, params), (_MISSED, after), named=True
+                )
             except pg_errors.UniqueViolation as exc:
                 raise self._conflict(stream_id, expected_version) from exc
+        if len(appended) != len(events):
+            raise StreamMovedError(
+                f"stream {stream_id} has moved past version {expected_version}",
+                newer=[self.decode_row(row) for row in missed],
+                stream_id=stream_id,
+                expected_version=expected_version,
+            )
+        positions = sorted(row.position for row in appended)
         placed = self._placed(pending, positions, stream_id, expected_version)
         self.committed()
         return placed
@@ -428,8 +460,8 @@ class PostgresEventStore:
         """
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            rows = await _alone(
-                auto, _READ_AFTER, {"stream_id": stream_id, "after": version}, named=True
+            (rows,) = await _alone(
+                auto, (_READ_AFTER, {"stream_id": stream_id, "after": version}), named=True
             )
         return [self.decode_row(row) for row in rows]
 

@@ -18,6 +18,7 @@ from metachat.bootstrap import Deps, build
 from metachat.conversations import model
 from metachat.conversations.commands import OpenConversation, PostMessage
 from metachat.eventstore.envelope import Event, Metadata
+from metachat.eventstore.postgres import StreamMovedError
 from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError, ValidationError
 from metachat.kernel.ids import uuid7
@@ -99,11 +100,13 @@ class TestAppendAlone:
             )
             posted = model.decide(model.replay(_opened(cid)), _post())
             await deps.scoped.store.append_alone(stream, posted, expected_version=1, metadata=meta)
-            for stale in (0, 1, 5):
-                with pytest.raises(ConcurrencyError):
+            for stale, missed in ((0, [1, 2]), (1, [2]), (5, [])):
+                with pytest.raises(StreamMovedError) as moved:
                     await deps.scoped.store.append_alone(
                         stream, posted, expected_version=stale, metadata=meta
                     )
+                # what the writer missed comes back with the refusal, in the same round trip
+                assert [r.envelope.stream_version for r in moved.value.newer] == missed
             # and the connection is clean: the next append goes through
             await deps.scoped.store.append_alone(stream, posted, expected_version=2, metadata=meta)
         assert await _count(deps, stream) == (3, 3)
