@@ -1,6 +1,7 @@
 """`metachat run`: every role in one process, or only the roles named with --role."""
 
 import asyncio
+import gc
 import sys
 from collections.abc import Callable
 
@@ -21,6 +22,11 @@ async def _run(
     reuse_port: bool,
 ) -> int:
     deps = await build_or_exit(settings)
+    # What exists by now (modules, the app's machinery) lives as long as the process: moved out
+    # of the cyclic collector's sight, every full collection (a pause of the event loop) scans
+    # only what was made since. Measured: 100k+ objects fewer per full collection.
+    gc.collect()
+    gc.freeze()
     try:
         return await run_roles(
             deps,

@@ -7,7 +7,7 @@ import msgspec
 ActorKind = Literal["api_key", "user", "system", "operator"]
 
 
-class Actor(msgspec.Struct, frozen=True, kw_only=True):
+class Actor(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """The principal behind a command: an API key, a tenant user, the system or an operator."""
 
     kind: ActorKind
