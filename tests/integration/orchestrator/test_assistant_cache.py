@@ -2,6 +2,8 @@
 
 from typing import Any
 
+from metachat.conversations import ConversationDeps, load_history
+from metachat.conversations.cache import StreamCache
 from metachat.conversations.events import ConversationHandedOff
 from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
@@ -65,3 +67,16 @@ async def _replies(world: World, conversation: Any, count: int) -> bool:
 
 async def _handed_off(world: World, conversation: Any) -> bool:
     return any(isinstance(r.event, ConversationHandedOff) for r in await world.events(conversation))
+
+
+class TestTheReplysReadSeedsTheStreamCache:
+    async def test_load_history_remembers_the_stream_it_read(self, world: World) -> None:
+        deps = ConversationDeps(store=world.deps.store, cache=StreamCache())
+        conversation = await world.open()
+        await world.say(conversation, "When are you open?")
+        history = await load_history(deps, world.tenant_id, conversation)
+        assert deps.cache is not None
+        cached = deps.cache.get(world.tenant_id, conversation)
+        assert cached is not None
+        assert len(cached.history) == history.version
+        assert cached.state == history.state
