@@ -353,9 +353,17 @@ async def load_history(
     instead of BEGIN, SELECT, ROLLBACK; a tenant-scoped store would see no tenant set there and
     find nothing.
     """
-    async with deps.store.engine.connect() as conn:
-        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        recorded = await _load(deps.store, tenant_id, conversation_id, auto)
+    cached = deps.cache.get(tenant_id, conversation_id) if deps.cache is not None else None
+    if cached is not None:
+        # Remembered here: only what was appended since is read (one round trip) and decoded.
+        newer = await deps.store.read_stream_after(
+            model.stream_id(conversation_id), len(cached.history)
+        )
+        recorded = [*cached.history, *newer]
+    else:
+        async with deps.store.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            recorded = await _load(deps.store, tenant_id, conversation_id, auto)
     view = conversation_view(recorded)
     state = model.replay([r.event for r in recorded])
     if deps.cache is not None:
