@@ -52,6 +52,14 @@ INSERT INTO eventstore.outbox (position) SELECT position FROM ev
 RETURNING position
 """
 
+# The same append as one call (migration 0012): the tenant, the append and, when the stream had
+# moved on, the events after the expected version; in autocommit it is its own transaction.
+_APPEND_CALL = """
+SELECT * FROM eventstore.append_events(
+    CAST(%(scope)s AS uuid), %(tenant_id)s, %(stream_id)s, %(expected_version)s, %(occurred_at)s,
+    %(correlation_id)s, %(causation_id)s, CAST(%(actor)s AS jsonb), CAST(%(events)s AS json))
+"""
+
 _COLUMNS = """position, event_id, tenant_id, stream_id, stream_version, type, schema_version,
     occurred_at, correlation_id, causation_id, actor, payload"""
 
@@ -60,12 +68,6 @@ _READ_STREAM = text(
 )
 _READ_AFTER = f"""SELECT {_COLUMNS} FROM eventstore.events
 WHERE stream_id = %(stream_id)s AND stream_version > %(after)s ORDER BY stream_version"""
-# After an append in the same transaction: the events it did not write (all of those after the
-# version when it wrote nothing, since then this transaction holds no transaction id).
-_MISSED = f"""SELECT {_COLUMNS} FROM eventstore.events
-WHERE stream_id = %(stream_id)s AND stream_version > %(after)s
-  AND tx_id IS DISTINCT FROM pg_current_xact_id_if_assigned()
-ORDER BY stream_version"""
 
 # One statement, hence one snapshot: the rows and the snapshot bounds agree.
 _READ_PAGE = text(f"""
@@ -142,6 +144,21 @@ async def _execute_append(conn: AsyncConnection, params: dict[str, Any]) -> list
     except psycopg.OperationalError:
         # SQLAlchemy's disconnect handling is bypassed here: drop the connection from the pool
         # ourselves, so that a connection the server closed is not handed out again.
+        if driver.closed:
+            await conn.invalidate()
+        raise
+
+
+async def _call(conn: AsyncConnection, statement: str, params: dict[str, Any]) -> list[Any]:
+    """Run one prepared statement on the driver connection (autocommit: its own transaction)."""
+    raw = await conn.get_raw_connection()
+    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    try:
+        async with driver.cursor(row_factory=namedtuple_row) as cursor:
+            await cursor.execute(statement, params, prepare=True)
+            return list(await cursor.fetchall())
+    except psycopg.OperationalError:
+        # As in `_execute_append`: a connection the server closed leaves the pool.
         if driver.closed:
             await conn.invalidate()
         raise
@@ -305,12 +322,13 @@ class PostgresEventStore:
         expected_version: int,
         metadata: Metadata,
     ) -> list[Recorded]:
-        """Append in a transaction of its own, as the context's tenant, in one round trip.
+        """Append in a transaction of its own, as the context's tenant, in one statement.
 
         The same effect as `append` inside `engine.begin()` (the tenant set for row-level
-        security, the events and their outbox rows committed together), without waiting for
-        BEGIN, the tenant setting and COMMIT one by one: the hot path of a command that decided
-        from a state it already had. Raises ConcurrencyError if another writer won; then nothing
+        security, the events and their outbox rows committed together), as one call of
+        `eventstore.append_events` in autocommit (migration 0012) instead of BEGIN, the tenant
+        setting, the append and COMMIT: the hot path of a command that decided from a state it
+        already had. Raises ConcurrencyError if another writer won; then nothing
         was written. Pokes the relay after the commit.
 
         When the stream had moved on, the error is a `StreamMovedError` carrying the events
@@ -319,26 +337,23 @@ class PostgresEventStore:
         if not events:
             return []
         params, pending = self._prepare(stream_id, events, expected_version, metadata)
-        after = {"stream_id": stream_id, "after": expected_version}
+        tenant = current_tenant()
+        params["scope"] = str(tenant) if tenant is not None else None
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                # The append's own version check makes it write nothing when the stream moved;
-                # then the second statement returns what it missed (and, when the append wrote,
-                # nothing: its own rows are left out) and COMMIT ends an empty transaction.
-                appended, missed = await _alone(
-                    auto, (_APPEND, params), (_MISSED, after), named=True
-                )
+                rows = await _call(auto, _APPEND_CALL, params)
             except pg_errors.UniqueViolation as exc:
                 raise self._conflict(stream_id, expected_version) from exc
-        if len(appended) != len(events):
+        if not rows or not rows[0].appended:
+            # The function wrote nothing and answered the events after the expected version.
             raise StreamMovedError(
                 f"stream {stream_id} has moved past version {expected_version}",
-                newer=[self.decode_row(row) for row in missed],
+                newer=[self.decode_row(row) for row in rows],
                 stream_id=stream_id,
                 expected_version=expected_version,
             )
-        positions = sorted(row.position for row in appended)
+        positions = sorted(row.position for row in rows)
         placed = self._placed(pending, positions, stream_id, expected_version)
         self.committed()
         return placed
