@@ -13,13 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
-import psycopg
 from psycopg import errors as pg_errors
-from psycopg.rows import namedtuple_row
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from metachat.database.tenancy import SET_TENANT
+from metachat.eventstore.driver import alone, call, execute_append
 from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.registry import EventRegistry
@@ -125,79 +123,6 @@ def _holds_nul(value: object) -> bool:
     if isinstance(value, list):
         return any(_holds_nul(item) for item in value)
     return False
-
-
-async def _execute_append(conn: AsyncConnection, params: dict[str, Any]) -> list[int]:
-    """Run the append statement on the driver connection, prepared; return the new positions.
-
-    The append is the hottest statement of the platform. Going to psycopg directly, with a
-    server-side prepared statement, skips SQLAlchemy's compile-and-execute layer: measured here
-    with 16 writers, 2.3k → 3.0k appends/s. The driver connection is the one SQLAlchemy holds, so
-    the statement runs in the caller's transaction (or in autocommit) exactly as before.
-    """
-    raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    try:
-        async with driver.cursor() as cursor:
-            await cursor.execute(_APPEND, params, prepare=True)
-            return sorted(row[0] for row in await cursor.fetchall())
-    except psycopg.OperationalError:
-        # SQLAlchemy's disconnect handling is bypassed here: drop the connection from the pool
-        # ourselves, so that a connection the server closed is not handed out again.
-        if driver.closed:
-            await conn.invalidate()
-        raise
-
-
-async def _call(conn: AsyncConnection, statement: str, params: dict[str, Any]) -> list[Any]:
-    """Run one prepared statement on the driver connection (autocommit: its own transaction)."""
-    raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    try:
-        async with driver.cursor(row_factory=namedtuple_row) as cursor:
-            await cursor.execute(statement, params, prepare=True)
-            return list(await cursor.fetchall())
-    except psycopg.OperationalError:
-        # As in `_execute_append`: a connection the server closed leaves the pool.
-        if driver.closed:
-            await conn.invalidate()
-        raise
-
-
-async def _alone(
-    conn: AsyncConnection, *statements: tuple[str, dict[str, Any]], named: bool = False
-) -> list[list[Any]]:
-    """Run statements as a transaction of their own, pipelined: one round trip in all.
-
-    BEGIN, the context's tenant (row-level security), the statements and COMMIT go out together
-    and their results come back together; each statement's rows are returned (as named tuples
-    with `named`). Any error aborts the rest of the pipeline, COMMIT included, and the
-    transaction is rolled back here.
-    """
-    raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
-    tenant = current_tenant()
-    try:
-        try:
-            async with driver.pipeline():
-                await driver.execute(b"BEGIN", prepare=False)
-                if tenant is not None:
-                    await driver.execute(SET_TENANT, (str(tenant),), prepare=True)
-                cursors = []
-                for statement, params in statements:
-                    cursor = driver.cursor(row_factory=namedtuple_row) if named else driver.cursor()
-                    await cursor.execute(statement, params, prepare=True)
-                    cursors.append(cursor)
-                await driver.execute(b"COMMIT", prepare=False)
-            return [list(await cursor.fetchall()) for cursor in cursors]
-        finally:
-            if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                await driver.rollback()
-    except psycopg.OperationalError:
-        # As in `_execute_append`: a connection the server closed leaves the pool.
-        if driver.closed:
-            await conn.invalidate()
-        raise
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +234,7 @@ class PostgresEventStore:
         # No savepoint: a conflict aborts the caller's transaction, and every caller retries the
         # whole load-decide-append anyway, so a savepoint would only cost two round trips.
         try:
-            positions = await _execute_append(conn, params)
+            positions = await execute_append(conn, _APPEND, params)
         except pg_errors.UniqueViolation as exc:
             raise self._conflict(stream_id, expected_version) from exc
         return self._placed(pending, positions, stream_id, expected_version)
@@ -342,7 +267,7 @@ class PostgresEventStore:
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                rows = await _call(auto, _APPEND_CALL, params)
+                rows = await call(auto, _APPEND_CALL, params)
             except pg_errors.UniqueViolation as exc:
                 raise self._conflict(stream_id, expected_version) from exc
         if not rows or not rows[0].appended:
@@ -475,7 +400,7 @@ class PostgresEventStore:
         """
         async with self.engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            (rows,) = await _alone(
+            (rows,) = await alone(
                 auto, (_READ_AFTER, {"stream_id": stream_id, "after": version}), named=True
             )
         return [self.decode_row(row) for row in rows]
