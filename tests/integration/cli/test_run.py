@@ -96,14 +96,20 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _with_two_api_workers(env: dict[str, str]) -> tuple[int, subprocess.Popen[str], list[int]]:
+    """`metachat run --role api --api-workers 2` serving: its port, the process, its workers."""
+    port = free_port()
+    process = _start(env, "--role", "api", "--port", str(port), "--api-workers", "2")
+    _wait_for(f"http://127.0.0.1:{port}/health/live", process)
+    deadline = time.monotonic() + 60
+    while not (workers := _children(process.pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return port, process, workers
+
+
 class TestApiWorkers:
     def test_more_processes_serve_one_port_and_stop_with_the_first(self, cli_env) -> None:
-        port = free_port()
-        process = _start(cli_env, "--role", "api", "--port", str(port), "--api-workers", "2")
-        _wait_for(f"http://127.0.0.1:{port}/health/live", process)
-        deadline = time.monotonic() + 60
-        while not (workers := _children(process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        port, process, workers = _with_two_api_workers(cli_env)
         assert len(workers) == 1
         cmdline = Path(f"/proc/{workers[0]}/cmdline").read_bytes()
         assert b"--reuse-port" in cmdline
@@ -114,12 +120,7 @@ class TestApiWorkers:
         assert not _alive(workers[0])
 
     def test_a_worker_that_dies_brings_the_process_down(self, cli_env) -> None:
-        port = free_port()
-        process = _start(cli_env, "--role", "api", "--port", str(port), "--api-workers", "2")
-        _wait_for(f"http://127.0.0.1:{port}/health/live", process)
-        deadline = time.monotonic() + 60
-        while not (workers := _children(process.pid)) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        _, process, workers = _with_two_api_workers(cli_env)
         os.kill(workers[0], signal.SIGKILL)
         _, stderr = process.communicate(timeout=90)
         assert process.returncode == 1, stderr

@@ -59,6 +59,20 @@ async def _count(deps: Deps, stream: str) -> tuple[int, int]:
     return events, outbox
 
 
+async def _opened_and_posted(deps: Deps, tenant_id: uuid.UUID) -> tuple[str, Metadata, list[Event]]:
+    """A conversation of `tenant_id` opened and posted to: its stream, metadata, the post."""
+    cid = uuid7()
+    meta = Metadata(tenant_id=tenant_id, actor=Actor.system("t"), correlation_id=uuid7())
+    stream = model.stream_id(cid)
+    posted = model.decide(model.replay(_opened(cid)), _post())
+    with tenant_scope(tenant_id):
+        await deps.scoped.store.append_alone(
+            stream, _opened(cid), expected_version=0, metadata=meta
+        )
+        await deps.scoped.store.append_alone(stream, posted, expected_version=1, metadata=meta)
+    return stream, meta, posted
+
+
 class TestAppendAlone:
     async def test_appends_events_and_outbox_rows_as_the_tenant(self, deps: Deps) -> None:
         tenant_id = await new_tenant(deps)
@@ -91,15 +105,8 @@ class TestAppendAlone:
 
     async def test_a_stale_version_writes_nothing(self, deps: Deps) -> None:
         tenant_id = await new_tenant(deps)
-        cid = uuid7()
-        meta = Metadata(tenant_id=tenant_id, actor=Actor.system("t"), correlation_id=uuid7())
-        stream = model.stream_id(cid)
+        stream, meta, posted = await _opened_and_posted(deps, tenant_id)
         with tenant_scope(tenant_id):
-            await deps.scoped.store.append_alone(
-                stream, _opened(cid), expected_version=0, metadata=meta
-            )
-            posted = model.decide(model.replay(_opened(cid)), _post())
-            await deps.scoped.store.append_alone(stream, posted, expected_version=1, metadata=meta)
             for stale, missed in ((0, [1, 2]), (1, [2]), (5, [])):
                 with pytest.raises(StreamMovedError) as moved:
                     await deps.scoped.store.append_alone(
@@ -168,15 +175,8 @@ class TestAppendAlone:
 class TestReadStreamAfter:
     async def test_reads_what_follows_a_version_and_only_as_its_tenant(self, deps: Deps) -> None:
         tenant_id, other = await new_tenant(deps), await new_tenant(deps, "Other")
-        cid = uuid7()
-        meta = Metadata(tenant_id=tenant_id, actor=Actor.system("t"), correlation_id=uuid7())
-        stream = model.stream_id(cid)
+        stream, _, _ = await _opened_and_posted(deps, tenant_id)
         with tenant_scope(tenant_id):
-            await deps.scoped.store.append_alone(
-                stream, _opened(cid), expected_version=0, metadata=meta
-            )
-            posted = model.decide(model.replay(_opened(cid)), _post())
-            await deps.scoped.store.append_alone(stream, posted, expected_version=1, metadata=meta)
             after = await deps.scoped.store.read_stream_after(stream, 1)
             assert [r.envelope.stream_version for r in after] == [2]
             assert await deps.scoped.store.read_stream_after(stream, 2) == []
