@@ -15,7 +15,7 @@ from metachat.conversations import events as conversation_events
 from metachat.conversations.cache import StreamCache
 from metachat.conversations.live import LivePublisher
 from metachat.database.embedded import start_embedded
-from metachat.database.engine import create_engine, libpq_url
+from metachat.database.engine import create_call_pool, create_engine, libpq_url
 from metachat.database.migrate import check_schema
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.postgres import PostgresEventStore
@@ -74,6 +74,9 @@ class Deps(msgspec.Struct, frozen=True, kw_only=True):
         await self.notifier.stop()
         if self.tenants.keys is not None:
             await self.tenants.keys.close()
+        for calls in (self.scoped.store.calls, self.store.calls):
+            if calls is not None:
+                await calls.close()
         await self.scoped.engine.dispose()
         await self.engine.dispose()
 
@@ -147,7 +150,13 @@ async def build(
     registry = build_registry()
     notifier = Notifier(libpq_url(url))
     await notifier.start()
-    store = PostgresEventStore(engine, registry, notifier)
+    # Each store's one-statement transactions (the append of a command decided from its stream
+    # cache, the catch-up read) take autocommit driver connections from a pool of their own.
+    calls = create_call_pool(url, size=pool_size)
+    scoped_calls = create_call_pool(url, size=pool_size, tenant_scoped=True)
+    for pool in (calls, scoped_calls):
+        await pool.open(wait=False)
+    store = PostgresEventStore(engine, registry, notifier, calls=calls)
     pepper = settings.api_key_pepper.value if settings.api_key_pepper else ""
     if settings.secret_key is None:
         raise RuntimeError("no secret key: resolve_secrets provides one outside production")
@@ -157,7 +166,7 @@ async def build(
     # one instead, and an API request holds one for a round trip or a few. (API requests pass
     # their connection down instead of taking a second one, so a full pool only queues them.)
     scoped_engine = create_engine(url, pool_size=2 * pool_size, max_overflow=0, tenant_scoped=True)
-    scoped_store = PostgresEventStore(scoped_engine, registry, notifier)
+    scoped_store = PostgresEventStore(scoped_engine, registry, notifier, calls=scoped_calls)
     key_cache = KeyCache(libpq_url(url))
     return Deps(
         settings=settings,

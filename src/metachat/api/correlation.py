@@ -1,9 +1,9 @@
 """Correlation ids: one per request, from the caller's header or minted here, carried everywhere.
 
 The id is taken from `X-Correlation-ID` (or `X-Request-ID`) when it is a valid UUID, otherwise a
-UUIDv7 is minted. It is cached in the ASGI scope so that the middleware, the handlers, the error
-handlers and the response header all see the same value, even for requests that never reach a
-route (404/405 are answered before any route middleware runs).
+UUIDv7 is minted (`kernel.correlation`). It is cached in the ASGI scope so that the middleware,
+the handlers, the error handlers and the response header all see the same value, even for
+requests that never reach a route (404/405 are answered before any route middleware runs).
 """
 
 import time
@@ -17,45 +17,22 @@ from litestar.enums import ScopeType
 from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Message, Receive, Scope, Send
 
-from metachat.kernel.ids import uuid7
+from metachat.kernel.correlation import correlation_id_of
 from metachat.kernel.logging import bound
 from metachat.kernel.tenancy import tenant_scope
 
 HEADER = "X-Correlation-ID"
-_ACCEPTED = (b"x-correlation-id", b"x-request-id")
-_STATE_KEY = "metachat_correlation_id"
 _QUIET_PREFIXES = ("/health/", "/metrics")
 
 log = structlog.get_logger()
 
 
-def _from_headers(headers: Any) -> uuid.UUID | None:
-    values = {name.lower(): value for name, value in headers}
-    for name in _ACCEPTED:
-        raw = values.get(name)
-        if raw is None:
-            continue
-        try:
-            return uuid.UUID(raw.decode("latin-1").strip())
-        except ValueError:
-            continue
-    return None
-
-
-def correlation_id_of(scope: Scope) -> uuid.UUID:
-    """Return the request's correlation id, choosing it on first use and caching it in the scope."""
-    state: dict[str, Any] = scope.setdefault("state", {})
-    cached = state.get(_STATE_KEY)
-    if isinstance(cached, uuid.UUID):
-        return cached
-    chosen = _from_headers(scope.get("headers", ())) or uuid7()
-    state[_STATE_KEY] = chosen
-    return chosen
-
-
 def provide_correlation_id(request: Request[Any, Any, Any]) -> uuid.UUID:
     """Litestar dependency: the id handlers put in the metadata of the events they cause."""
     return correlation_id_of(request.scope)
+
+
+__all__ = ["HEADER", "CorrelationMiddleware", "correlation_id_of", "provide_correlation_id"]
 
 
 async def add_correlation_header(message: Message, scope: Scope) -> None:

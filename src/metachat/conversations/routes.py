@@ -1,8 +1,10 @@
 """HTTP routes of the conversations context: open, post, hand over, settle, read one.
 
 Thin on purpose: parse, call a handler, shape the answer. The API assembly authenticates the
-caller (the guard puts it on the connection as `scope["auth"]`), provides `conversation_deps` and
-`correlation_id`, and enforces the scope declared in `opt`. The caller is read by its shape (a
+caller (the guard puts it on the connection as `scope["auth"]`), provides `conversation_deps`
+and enforces the scope declared in `opt`; the correlation id is read from the request's scope
+(`kernel.correlation`), so that a handler has one dependency, which Litestar resolves without
+a task group. The caller is read by its shape (a
 tenant id and an actor) so that this context does not depend on the tenants context.
 """
 
@@ -27,6 +29,7 @@ from metachat.conversations.schemas import (
     OpenConversationIn,
 )
 from metachat.kernel.actors import Actor
+from metachat.kernel.correlation import correlation_id_of
 from metachat.kernel.errors import AuthenticationError, ValidationError
 
 READ = {"scope": "conversations:read"}
@@ -35,12 +38,14 @@ _SEEN = {200: ResponseSpec(data_container=MessageOut, description="The external 
 Id = FromPath[uuid.UUID]
 
 
-def _context(request: Request[Any, Any, Any], correlation_id: uuid.UUID) -> Context:
+def _context(request: Request[Any, Any, Any]) -> Context:
     caller = request.scope.get("auth")
     tenant_id, actor = getattr(caller, "tenant_id", None), getattr(caller, "actor", None)
     if not isinstance(tenant_id, uuid.UUID) or not isinstance(actor, Actor):
         raise AuthenticationError("not authenticated")
-    return Context(tenant_id=tenant_id, actor=actor, correlation_id=correlation_id)
+    return Context(
+        tenant_id=tenant_id, actor=actor, correlation_id=correlation_id_of(request.scope)
+    )
 
 
 def _message(posted: handlers.PostedMessage) -> Response[MessageOut]:
@@ -59,12 +64,11 @@ class ConversationController(Controller):
         request: Request[Any, Any, Any],
         data: JSONBody[OpenConversationIn],
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Open a conversation for a customer on a channel; the answer carries its `id`."""
         view = await handlers.open_conversation(
             conversation_deps,
-            _context(request, correlation_id),
+            _context(request),
             channel=data.channel,
             customer_id=data.customer_id,
             metadata=data.metadata,
@@ -77,10 +81,9 @@ class ConversationController(Controller):
         request: Request[Any, Any, Any],
         conversation_id: Id,
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Return the conversation from its own stream (current right after a command)."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         view = await handlers.get_conversation(conversation_deps, ctx.tenant_id, conversation_id)
         return ConversationOut.of(view)
 
@@ -97,12 +100,11 @@ class ConversationController(Controller):
         conversation_id: Id,
         data: JSONBody[CustomerMessageIn],
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> Response[MessageOut]:
         """Post the customer's message: 201, or 200 with the stored one for a seen external id."""
         posted = await handlers.post_message(
             conversation_deps,
-            _context(request, correlation_id),
+            _context(request),
             conversation_id,
             sender="customer",
             text=data.text,
@@ -124,10 +126,9 @@ class ConversationController(Controller):
         conversation_id: Id,
         data: JSONBody[AgentMessageIn],
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> Response[MessageOut]:
         """Post an agent's message; a user posts as themself, an API key names `author_id`."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         author = ctx.actor.id if ctx.actor.kind == "user" else data.author_id
         if author is None:
             raise ValidationError("author_id is required when an API key posts", field="author_id")
@@ -155,12 +156,11 @@ class ConversationController(Controller):
         conversation_id: Id,
         data: JSONBody[AssistantMessageIn],
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> MessageOut:
         """Post the assistant's answer; 409 while the humans have the conversation."""
         posted = await handlers.post_message(
             conversation_deps,
-            _context(request, correlation_id),
+            _context(request),
             conversation_id,
             sender="assistant",
             text=data.text,
@@ -175,10 +175,9 @@ class ConversationController(Controller):
         conversation_id: Id,
         data: JSONBody[AssignIn],
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Give the conversation to an agent; this hands it to the humans too."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         view = await handlers.assign(
             conversation_deps, ctx, conversation_id, agent_id=data.agent_id
         )
@@ -191,10 +190,9 @@ class ConversationController(Controller):
         conversation_id: Id,
         data: JSONBody[HandOffIn],
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Send the conversation to the humans; it stays with them until given back."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         view = await handlers.hand_off(conversation_deps, ctx, conversation_id, reason=data.reason)
         return ConversationOut.of(view)
 
@@ -209,10 +207,9 @@ class ConversationController(Controller):
         request: Request[Any, Any, Any],
         conversation_id: Id,
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Let the assistant answer again (only from a handed-off conversation)."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         view = await handlers.return_to_assistant(conversation_deps, ctx, conversation_id)
         return ConversationOut.of(view)
 
@@ -222,10 +219,9 @@ class ConversationController(Controller):
         request: Request[Any, Any, Any],
         conversation_id: Id,
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Mark the matter settled; a new customer message reopens it to whoever had it."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         view = await handlers.resolve(conversation_deps, ctx, conversation_id)
         return ConversationOut.of(view)
 
@@ -235,10 +231,9 @@ class ConversationController(Controller):
         request: Request[Any, Any, Any],
         conversation_id: Id,
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Close the conversation; only an explicit reopen brings it back."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         view = await handlers.close(conversation_deps, ctx, conversation_id)
         return ConversationOut.of(view)
 
@@ -248,10 +243,9 @@ class ConversationController(Controller):
         request: Request[Any, Any, Any],
         conversation_id: Id,
         conversation_deps: NamedDependency[ConversationDeps],
-        correlation_id: NamedDependency[uuid.UUID],
     ) -> ConversationOut:
         """Make a resolved or closed conversation active again, with whoever had it."""
-        ctx = _context(request, correlation_id)
+        ctx = _context(request)
         view = await handlers.reopen(conversation_deps, ctx, conversation_id)
         return ConversationOut.of(view)
 

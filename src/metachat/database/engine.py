@@ -8,8 +8,10 @@ URLs (`postgresql://`, `postgres://`), socket URLs
 from typing import Any
 
 import msgspec
+import psycopg
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.types.json import set_json_loads
+from psycopg_pool import AsyncConnectionPool
 from sqlalchemy import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -53,6 +55,36 @@ def use_fast_json() -> None:
     set_json_loads(msgspec.json.decode)
 
 
+def _server_options(tenant_scoped: bool) -> str:
+    options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
+    return options + " " + role_option(APP_ROLE) if tenant_scoped else options
+
+
+CallPool = AsyncConnectionPool[psycopg.AsyncConnection[Any]]
+"""Autocommit driver connections for the statements that are a whole transaction each."""
+
+
+def create_call_pool(url: str, *, size: int, tenant_scoped: bool = False) -> CallPool:
+    """Create (unopened: `await pool.open()`) a pool of autocommit psycopg connections.
+
+    For the event store's hot calls, each one statement or one pipelined transaction that sets
+    its own tenant: taking a connection from here skips SQLAlchemy's checkout, its greenlet and
+    the isolation level set and reset around every use (measured: ~8 % of an API process's CPU
+    on the message post). `tenant_scoped` as in `create_engine`. The pool keeps two connections
+    open and grows to `size` while callers wait (a connection idle for ten minutes above two is
+    closed); a connection found broken when it comes back is replaced in the background.
+    """
+    use_fast_json()
+    return AsyncConnectionPool(
+        libpq_url(url),
+        kwargs={"autocommit": True, "options": _server_options(tenant_scoped)},
+        min_size=min(2, size),
+        max_size=size,
+        open=False,
+        name="calls-scoped" if tenant_scoped else "calls",
+    )
+
+
 def create_engine(
     url: str,
     *,
@@ -70,9 +102,6 @@ def create_engine(
     at busy moments; each is closed again when it comes back to a full pool.
     """
     use_fast_json()
-    server_options = f"-c idle_in_transaction_session_timeout={IDLE_IN_TRANSACTION_TIMEOUT_MS}"
-    if tenant_scoped:
-        server_options += " " + role_option(APP_ROLE)
     engine = create_async_engine(
         sqlalchemy_url(url),
         pool_size=pool_size,
@@ -82,7 +111,7 @@ def create_engine(
         # SQLAlchemy then invalidates the pool; callers retry or answer 503.
         pool_pre_ping=False,
         pool_recycle=1800,
-        connect_args={"options": server_options},
+        connect_args={"options": _server_options(tenant_scoped)},
         **options,
     )
     if tenant_scoped:

@@ -1,11 +1,16 @@
-"""Statements run on the psycopg connection under SQLAlchemy's, for the event store's hot paths.
+"""Statements run on psycopg connections directly, for the event store's hot paths.
 
-Going to the driver directly, with server-side prepared statements, skips SQLAlchemy's
-compile-and-execute layer. The connection is the one SQLAlchemy holds (the caller's transaction,
-or autocommit), so pooling and transactions are exactly as before; SQLAlchemy's disconnect
-handling is bypassed, so each function drops a connection the server closed from the pool.
+Going to the driver, with server-side prepared statements, skips SQLAlchemy's
+compile-and-execute layer. The append inside a caller's transaction runs on the connection
+SQLAlchemy holds for it (`execute_append`); the calls that are a transaction of their own run on
+an autocommit driver connection: one of the store's call pool (`database.engine.create_call_pool`)
+or, for a store without one, the one under a SQLAlchemy connection (`held`). Where SQLAlchemy's
+connection is used, its disconnect handling is bypassed, so a connection the server closed is
+dropped from its pool here.
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
@@ -14,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from metachat.database.tenancy import SET_TENANT
 from metachat.kernel.tenancy import current_tenant
+
+Driver = psycopg.AsyncConnection[Any]
 
 
 async def execute_append(
@@ -40,23 +47,32 @@ async def execute_append(
         raise
 
 
-async def call(conn: AsyncConnection, statement: str, params: dict[str, Any]) -> list[Any]:
-    """Run one prepared statement on the driver connection (autocommit: its own transaction)."""
+@asynccontextmanager
+async def held(conn: AsyncConnection) -> AsyncIterator[Driver]:
+    """The psycopg connection under a SQLAlchemy one, dropped from its pool if the server closed it.
+
+    SQLAlchemy's disconnect handling is bypassed by going to the driver, so a connection the
+    server closed is invalidated here rather than handed out again.
+    """
     raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
+    driver: Driver = raw.driver_connection  # type: ignore[assignment]
     try:
-        async with driver.cursor(row_factory=namedtuple_row) as cursor:
-            await cursor.execute(statement, params, prepare=True)
-            return list(await cursor.fetchall())
+        yield driver
     except psycopg.OperationalError:
-        # As in `execute_append`: a connection the server closed leaves the pool.
         if driver.closed:
             await conn.invalidate()
         raise
 
 
+async def call(driver: Driver, statement: str, params: dict[str, Any]) -> list[Any]:
+    """Run one prepared statement on an autocommit driver connection (its own transaction)."""
+    async with driver.cursor(row_factory=namedtuple_row) as cursor:
+        await cursor.execute(statement, params, prepare=True)
+        return list(await cursor.fetchall())
+
+
 async def alone(
-    conn: AsyncConnection, *statements: tuple[str, dict[str, Any]], named: bool = False
+    driver: Driver, *statements: tuple[str, dict[str, Any]], named: bool = False
 ) -> list[list[Any]]:
     """Run statements as a transaction of their own, pipelined: one round trip in all.
 
@@ -65,27 +81,19 @@ async def alone(
     with `named`). Any error aborts the rest of the pipeline, COMMIT included, and the
     transaction is rolled back here.
     """
-    raw = await conn.get_raw_connection()
-    driver: psycopg.AsyncConnection[Any] = raw.driver_connection  # type: ignore[assignment]
     tenant = current_tenant()
     try:
-        try:
-            async with driver.pipeline():
-                await driver.execute(b"BEGIN", prepare=False)
-                if tenant is not None:
-                    await driver.execute(SET_TENANT, (str(tenant),), prepare=True)
-                cursors = []
-                for statement, params in statements:
-                    cursor = driver.cursor(row_factory=namedtuple_row) if named else driver.cursor()
-                    await cursor.execute(statement, params, prepare=True)
-                    cursors.append(cursor)
-                await driver.execute(b"COMMIT", prepare=False)
-            return [list(await cursor.fetchall()) for cursor in cursors]
-        finally:
-            if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                await driver.rollback()
-    except psycopg.OperationalError:
-        # As in `execute_append`: a connection the server closed leaves the pool.
-        if driver.closed:
-            await conn.invalidate()
-        raise
+        async with driver.pipeline():
+            await driver.execute(b"BEGIN", prepare=False)
+            if tenant is not None:
+                await driver.execute(SET_TENANT, (str(tenant),), prepare=True)
+            cursors = []
+            for statement, params in statements:
+                cursor = driver.cursor(row_factory=namedtuple_row) if named else driver.cursor()
+                await cursor.execute(statement, params, prepare=True)
+                cursors.append(cursor)
+            await driver.execute(b"COMMIT", prepare=False)
+        return [list(await cursor.fetchall()) for cursor in cursors]
+    finally:
+        if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            await driver.rollback()

@@ -7,7 +7,8 @@ architecture/decisions/0002-gap-free-reading.md).
 """
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +18,8 @@ from psycopg import errors as pg_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from metachat.eventstore.driver import alone, call, execute_append
+from metachat.database.engine import CallPool
+from metachat.eventstore.driver import Driver, alone, call, execute_append, held
 from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.registry import EventRegistry
@@ -193,11 +195,31 @@ class PostgresEventStore:
     """The event store on PostgreSQL; events and outbox rows in one transaction, one statement."""
 
     def __init__(
-        self, engine: AsyncEngine, registry: EventRegistry, notifier: Notifier | None = None
+        self,
+        engine: AsyncEngine,
+        registry: EventRegistry,
+        notifier: Notifier | None = None,
+        *,
+        calls: CallPool | None = None,
     ) -> None:
         self.engine = engine
         self.registry = registry
         self.notifier = notifier
+        self.calls = calls
+        """Where `append_alone` and `read_stream_after` take their connection (the engine's when
+        None); opened and closed by the store's owner, like the engine."""
+
+    @asynccontextmanager
+    async def _autocommit(self) -> AsyncIterator[Driver]:
+        """An autocommit driver connection: from the call pool, or under one of the engine's."""
+        if self.calls is not None:
+            async with self.calls.connection() as driver:
+                yield driver
+            return
+        async with self.engine.connect() as conn:
+            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            async with held(auto) as driver:
+                yield driver
 
     async def append(
         self,
@@ -264,10 +286,9 @@ class PostgresEventStore:
         params, pending = self._prepare(stream_id, events, expected_version, metadata)
         tenant = current_tenant()
         params["scope"] = str(tenant) if tenant is not None else None
-        async with self.engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._autocommit() as driver:
             try:
-                rows = await call(auto, _APPEND_CALL, params)
+                rows = await call(driver, _APPEND_CALL, params)
             except pg_errors.UniqueViolation as exc:
                 raise self._conflict(stream_id, expected_version) from exc
         if not rows or not rows[0].appended:
@@ -398,10 +419,9 @@ class PostgresEventStore:
 
         How a process catches up a stream it remembers up to `version` (empty: it is current).
         """
-        async with self.engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with self._autocommit() as driver:
             (rows,) = await alone(
-                auto, (_READ_AFTER, {"stream_id": stream_id, "after": version}), named=True
+                driver, (_READ_AFTER, {"stream_id": stream_id, "after": version}), named=True
             )
         return [self.decode_row(row) for row in rows]
 

@@ -1,8 +1,8 @@
-"""`append_alone`: BEGIN, the tenant, the append and COMMIT pipelined in one round trip.
+"""`append_alone`: the tenant, the append and what a refusal missed, in one statement.
 
-Run on the API's engine (the role bound by row-level security), since that is where it matters:
-the tenant must be set inside the transaction, a conflict must write nothing, and a failure must
-leave the pooled connection clean for the next use.
+Run on the API's store (the role bound by row-level security, connections from its call pool),
+since that is where it matters: the tenant must be set inside the transaction, a conflict must
+write nothing, and a failure must leave the pooled connection clean for the next use.
 """
 
 import asyncio
@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import pytest
 import pytest_asyncio
+from psycopg import OperationalError
 from psycopg import errors as pg_errors
 from sqlalchemy import text
 
@@ -18,7 +19,7 @@ from metachat.bootstrap import Deps, build
 from metachat.conversations import model
 from metachat.conversations.commands import OpenConversation, PostMessage
 from metachat.eventstore.envelope import Event, Metadata
-from metachat.eventstore.postgres import StreamMovedError
+from metachat.eventstore.postgres import PostgresEventStore, StreamMovedError
 from metachat.kernel.actors import Actor
 from metachat.kernel.errors import ConcurrencyError, ValidationError
 from metachat.kernel.ids import uuid7
@@ -183,3 +184,44 @@ class TestReadStreamAfter:
         with tenant_scope(other):
             assert await deps.scoped.store.read_stream_after(stream, 0) == []
         assert await deps.scoped.store.read_stream_after(stream, 0) == []  # no tenant: nothing
+
+
+class TestCallPool:
+    async def test_a_connection_the_server_closed_fails_once_and_is_replaced(
+        self, deps: Deps
+    ) -> None:
+        tenant_id = await new_tenant(deps)
+        stream, meta, _ = await _opened_and_posted(deps, tenant_id)
+        calls = deps.scoped.store.calls
+        assert calls is not None
+        async with calls.connection() as conn:  # the pool's only connection
+            pid = (await (await conn.execute("SELECT pg_backend_pid()")).fetchone() or (0,))[0]
+        async with deps.engine.connect() as owner:
+            await owner.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        with tenant_scope(tenant_id):
+            state = model.replay([r.event for r in await deps.store.read_stream(stream)])
+            with pytest.raises(OperationalError):
+                await deps.scoped.store.append_alone(
+                    stream, model.decide(state, _post()), expected_version=2, metadata=meta
+                )
+            # the broken connection left the pool; a new one serves the retry
+            await deps.scoped.store.append_alone(
+                stream, model.decide(state, _post()), expected_version=2, metadata=meta
+            )
+        assert await _count(deps, stream) == (3, 3)
+
+    async def test_a_store_without_one_uses_its_engine(self, deps: Deps) -> None:
+        tenant_id = await new_tenant(deps)
+        store = PostgresEventStore(deps.scoped.engine, deps.registry)
+        cid = uuid7()
+        meta = Metadata(tenant_id=tenant_id, actor=Actor.system("t"), correlation_id=uuid7())
+        stream = model.stream_id(cid)
+        with tenant_scope(tenant_id):
+            await store.append_alone(stream, _opened(cid), expected_version=0, metadata=meta)
+            with pytest.raises(StreamMovedError) as moved:
+                await store.append_alone(stream, _opened(cid), expected_version=0, metadata=meta)
+            assert [r.envelope.stream_version for r in moved.value.newer] == [1]
+            assert [
+                r.envelope.stream_version for r in await store.read_stream_after(stream, 0)
+            ] == [1]
+        assert await _count(deps, stream) == (1, 1)
