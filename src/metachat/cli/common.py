@@ -17,14 +17,17 @@ from metachat.settings import Settings, SettingsError, settings_from_process_env
 T = TypeVar("T")
 
 
-def load() -> Settings:
-    """Load settings or exit with one message naming every problem."""
+def load(*, cache_loggers: bool = False) -> Settings:
+    """Load settings or exit with one message naming every problem; configure logging.
+
+    `cache_loggers`: for a long-lived server (`kernel.logging.configure_logging`'s `cache`).
+    """
     try:
         settings = settings_from_process_env()
     except SettingsError as exc:
         click.echo(f"metachat: {exc}", err=True)
         sys.exit(2)
-    configure_logging(level=settings.log_level, json=settings.log_json)
+    configure_logging(level=settings.log_level, json=settings.log_json, cache=cache_loggers)
     return settings
 
 

@@ -72,7 +72,7 @@ def command(
     reuse_port: bool,
 ) -> None:
     """Run the platform: api, relay, projector and consumers, until SIGINT or SIGTERM."""
-    settings = load()
+    settings = load(cache_loggers=True)
     # uvloop where it exists (not on Windows): measured about 10 % less CPU per API request
     # (docs/benchmarks.md). uvicorn's own `loop="auto"` does not apply, the loop is ours.
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
