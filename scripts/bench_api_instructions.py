@@ -170,7 +170,7 @@ async def main(args: argparse.Namespace) -> None:
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, allow_abbrev=False)
     parser.add_argument("--requests", type=int, default=300)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--conversations", type=int, default=100)
