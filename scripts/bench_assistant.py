@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -140,7 +141,9 @@ async def wait_for(check: Callable[[], bool], what: str, proc: Server, limit: fl
 
 
 def logged(server: Server, event: str) -> Callable[[], bool]:
-    return lambda: f'"event": "{event}"' in server.log.read_text(errors="replace")
+    """Whether the server's JSON log has a line of `event` (with or without spaces)."""
+    line = re.compile(rf'"event":\s*"{re.escape(event)}"')
+    return lambda: line.search(server.log.read_text(errors="replace")) is not None
 
 
 async def start_roles(env: dict[str, str], started: list[Server]) -> tuple[Server, Server]:
