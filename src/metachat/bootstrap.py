@@ -229,7 +229,7 @@ def build_orchestrator(deps: Deps) -> Orchestrator:
         provider_for=models.provider_for,
         check_limits=models.check,
         retrieve=_no_knowledge,
-        usage=UsageRecorder(deps.store, models.price),
+        usage=UsageRecorder(models.price),
         live=live.open,
         tools=tools.open,
     )

@@ -11,6 +11,7 @@ from metachat.conversations.handlers import (
     Context,
     ConversationDeps,
     History,
+    NewStream,
     deliver_assistant_reply,
     load_history,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "History",
     "IllegalTransitionError",
     "MessageView",
+    "NewStream",
     "deliver_assistant_reply",
     "load_history",
 ]

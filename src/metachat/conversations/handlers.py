@@ -7,6 +7,7 @@ one, so a conversation id alone never reaches across tenants.
 """
 
 import asyncio
+import contextlib
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
@@ -111,11 +112,37 @@ def _decide_or_refusal(
         return [], exc
 
 
+class NewStream(msgspec.Struct, frozen=True):
+    """Events that start a stream of their own, committed with a conversation's change.
+
+    The orchestrator's usage of one reply (`reply-<id>`): one transaction for both, so a reply
+    is never committed without what it cost, nor its cost twice for one reply.
+    """
+
+    stream_id: str
+    events: list[Event]
+
+
 async def _append_after(
-    deps: ConversationDeps, ctx: Context, stream: str, events: list[Event], version: int
+    deps: ConversationDeps,
+    ctx: Context,
+    stream: str,
+    events: list[Event],
+    version: int,
+    *,
+    along: NewStream | None = None,
 ) -> tuple[list[Recorded] | None, list[Recorded] | None]:
-    """Append after `version`: (the events appended, None), or (None, what was missed if known)."""
+    """Append after `version`: (the events appended, None), or (None, what was missed if known).
+
+    With `along`, its events are appended first in the same transaction (one round trip).
+    """
     try:
+        if along is not None:
+            _, appended = await deps.store.append_together(
+                [(along.stream_id, along.events, 0), (stream, events, version)],
+                metadata=ctx.metadata,
+            )
+            return appended, None
         return (
             await deps.store.append_alone(
                 stream, events, expected_version=version, metadata=ctx.metadata
@@ -129,7 +156,11 @@ async def _append_after(
 
 
 async def _append_cached(
-    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
+    deps: ConversationDeps,
+    ctx: Context,
+    conversation_id: uuid.UUID,
+    command: model.Command,
+    along: NewStream | None = None,
 ) -> tuple[list[Recorded], list[Recorded]] | None:
     """Run a command from the stream this process remembers, in one round trip when it can.
 
@@ -153,7 +184,9 @@ async def _append_cached(
         events, refusal = _decide_or_refusal(state, command)
         newer: list[Recorded] | None = None
         if events:
-            appended, newer = await _append_after(deps, ctx, stream, events, len(history))
+            appended, newer = await _append_after(
+                deps, ctx, stream, events, len(history), along=along
+            )
             if appended is not None:
                 for event in events:
                     state = model.evolve(state, event)
@@ -175,9 +208,16 @@ async def _append_cached(
 
 
 async def _run(
-    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, command: model.Command
+    deps: ConversationDeps,
+    ctx: Context,
+    conversation_id: uuid.UUID,
+    command: model.Command,
+    along: NewStream | None = None,
 ) -> tuple[list[Recorded], list[Recorded]]:
-    """Run one command; return the stream as read and the events appended by it."""
+    """Run one command; return the stream as read and the events appended by it.
+
+    `along` is appended in the same transaction when the command appends anything.
+    """
 
     async def attempt() -> tuple[list[Recorded], list[Recorded]]:
         # Read and append in one transaction for its round trips (one BEGIN, one tenant
@@ -189,6 +229,14 @@ async def _run(
             if not events:
                 return history, []
             try:
+                if along is not None:
+                    await deps.store.append(
+                        along.stream_id,
+                        along.events,
+                        expected_version=0,
+                        metadata=ctx.metadata,
+                        conn=conn,
+                    )
                 appended = await deps.store.append(
                     model.stream_id(conversation_id),
                     events,
@@ -208,7 +256,7 @@ async def _run(
         return history, appended
 
     try:
-        fast = await _append_cached(deps, ctx, conversation_id, command)
+        fast = await _append_cached(deps, ctx, conversation_id, command, along)
         return fast if fast is not None else await _with_retry(attempt)
     except model.IllegalTransitionError as exc:
         # In a problem details body `status` is the HTTP status, so the refusal would lose the
@@ -380,11 +428,34 @@ async def load_history(
 
 
 async def deliver_assistant_reply(
-    deps: ConversationDeps, ctx: Context, conversation_id: uuid.UUID, reply: DeliverAssistantReply
+    deps: ConversationDeps,
+    ctx: Context,
+    conversation_id: uuid.UUID,
+    reply: DeliverAssistantReply,
+    *,
+    along: NewStream | None = None,
 ) -> list[Recorded]:
     """Apply the assistant's outcome (reply, review request or hand-off) as one change.
 
-    Returns the events appended: none when these messages were answered already.
+    Returns the events appended: none when these messages were answered already. `along` (what
+    the reply cost) is committed in the same transaction, or on its own when the change appends
+    nothing or is refused (the model was paid either way).
     """
-    _, appended = await _run(deps, ctx, conversation_id, reply)
+    try:
+        _, appended = await _run(deps, ctx, conversation_id, reply, along)
+    except DomainError:
+        await _append_alone(deps, ctx, along)
+        raise
+    if not appended:
+        await _append_alone(deps, ctx, along)
     return appended
+
+
+async def _append_alone(deps: ConversationDeps, ctx: Context, along: NewStream | None) -> None:
+    if along is None or not along.events:
+        return
+    # A conflict only follows a lost answer to a commit that went through: it is recorded.
+    with contextlib.suppress(ConcurrencyError):
+        await deps.store.append(
+            along.stream_id, along.events, expected_version=0, metadata=ctx.metadata
+        )

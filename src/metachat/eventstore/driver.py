@@ -9,7 +9,7 @@ connection is used, its disconnect handling is bypassed, so a connection the ser
 dropped from its pool here.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -72,14 +72,19 @@ async def call(driver: Driver, statement: str, params: dict[str, Any]) -> list[A
 
 
 async def alone(
-    driver: Driver, *statements: tuple[str, dict[str, Any]], named: bool = False
+    driver: Driver,
+    *statements: tuple[str, dict[str, Any]],
+    named: bool = False,
+    commit_if: Callable[[list[list[Any]]], bool] | None = None,
 ) -> list[list[Any]]:
     """Run statements as a transaction of their own, pipelined: one round trip in all.
 
     BEGIN, the context's tenant (row-level security), the statements and COMMIT go out together
     and their results come back together; each statement's rows are returned (as named tuples
     with `named`). Any error aborts the rest of the pipeline, COMMIT included, and the
-    transaction is rolled back here.
+    transaction is rolled back here. With `commit_if`, COMMIT waits for the results: it is sent
+    (a second round trip) only if `commit_if(results)` holds; otherwise the transaction is
+    rolled back, and the results are returned all the same.
     """
     tenant = current_tenant()
     try:
@@ -92,8 +97,12 @@ async def alone(
                 cursor = driver.cursor(row_factory=namedtuple_row) if named else driver.cursor()
                 await cursor.execute(statement, params, prepare=True)
                 cursors.append(cursor)
-            await driver.execute(b"COMMIT", prepare=False)
-        return [list(await cursor.fetchall()) for cursor in cursors]
+            if commit_if is None:
+                await driver.execute(b"COMMIT", prepare=False)
+        results = [list(await cursor.fetchall()) for cursor in cursors]
+        if commit_if is not None:
+            await driver.execute(b"COMMIT" if commit_if(results) else b"ROLLBACK", prepare=False)
+        return results
     finally:
         if driver.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
             await driver.rollback()

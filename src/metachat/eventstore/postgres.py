@@ -304,6 +304,45 @@ class PostgresEventStore:
         self.committed()
         return placed
 
+    async def append_together(
+        self, appends: Sequence[tuple[str, Sequence[Event], int]], *, metadata: Metadata
+    ) -> list[list[Recorded]]:
+        """Append to several streams in one transaction of its own: all or nothing, one commit.
+
+        Each `(stream, events, expected version)` is appended in the order given, as the
+        context's tenant: BEGIN, the tenant and the appends pipelined in one round trip, then
+        COMMIT once every append is seen to have written (or ROLLBACK); the answer has what each
+        append recorded, in the same order. Raises ConcurrencyError if
+        another writer won on any of them; then nothing was written.
+        """
+        todo = [(stream, events, version) for stream, events, version in appends if events]
+        if not todo:
+            return [[] for _ in appends]
+        prepared = [self._prepare(s, events, v, metadata) for s, events, v in todo]
+        counts = [len(events) for _, events, _ in todo]
+
+        def complete(results: list[list[Any]]) -> bool:
+            # A stale expected version inserts nothing (the statement's version check).
+            return [len(rows) for rows in results] == counts
+
+        async with self._autocommit() as driver:
+            try:
+                rows = await alone(
+                    driver, *((_APPEND, params) for params, _ in prepared), commit_if=complete
+                )
+            except pg_errors.UniqueViolation as exc:
+                raise self._conflict(", ".join(s for s, _, _ in todo), todo[0][2]) from exc
+        if not complete(rows):
+            raise self._conflict(", ".join(s for s, _, _ in todo), todo[0][2])
+        placed = iter(
+            self._placed(pending, sorted(row[0] for row in written), stream, version)
+            for (_, pending), written, (stream, _, version) in zip(
+                prepared, rows, todo, strict=True
+            )
+        )
+        self.committed()
+        return [next(placed) if events else [] for _, events, _ in appends]
+
     def _prepare(
         self,
         stream_id: str,

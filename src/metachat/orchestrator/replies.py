@@ -39,7 +39,7 @@ from metachat.conversations import (
 )
 from metachat.conversations.commands import DeliverAssistantReply
 from metachat.conversations.events import MessagePosted
-from metachat.eventstore.envelope import Recorded
+from metachat.eventstore.envelope import Event, Recorded
 from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
 from metachat.llm.errors import LLMError
@@ -187,6 +187,8 @@ class Reply:
         self.conversation_id = pending[-1].conversation_id
         self.question = "\n".join(m.text for m in pending)
         self.policy = confidence_settings(self.settings.confidence)
+        self.cost: list[Event] = []
+        """The usage events committed with the reply (`UsageRecorder`)."""
 
     async def run(self) -> None:
         """Answer, or hand off; apply the outcome as one conversation change."""
@@ -210,7 +212,7 @@ class Reply:
             log.exception("reply_generation_crashed")
             await self._failed("assistant_error", [f"{type(exc).__name__}: {exc}"])
             return
-        await self.deps.usage.record(self.ctx, self.conversation_id, self.reply_id, generation)
+        self.cost = self.deps.usage.events(self.conversation_id, self.reply_id, generation)
         if toolbox.hand_off_requested is not None:
             await self._hand_off("model_requested", {"model_reason": toolbox.hand_off_requested})
             return
@@ -296,7 +298,7 @@ class Reply:
 
     async def _failed(self, code: str, errors: list[str]) -> None:
         log.warning("reply_failed_handing_off", code=code, errors=errors)
-        await self.deps.usage.failed(self.ctx, self.conversation_id, self.reply_id, code, errors)
+        self.cost = self.deps.usage.failure(self.conversation_id, self.reply_id, code, errors)
         await self._hand_off("assistant_unavailable", {"code": code, "errors": errors})
 
     async def _apply(self, action: Any, reason: str, text: str, details: dict[str, Any]) -> None:
@@ -310,7 +312,11 @@ class Reply:
         )
         try:
             appended = await deliver_assistant_reply(
-                self.deps.conversations, self.ctx, self.conversation_id, reply
+                self.deps.conversations,
+                self.ctx,
+                self.conversation_id,
+                reply,
+                along=self.deps.usage.along(self.reply_id, self.cost),
             )
         except IllegalTransitionError as exc:
             # A person took the conversation while the answer was being generated: theirs now.

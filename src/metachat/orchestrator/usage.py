@@ -1,16 +1,17 @@
 """Recording what a reply cost: one `ModelCalled` per model call, one `ToolCalled` per tool.
 
-All of one reply's facts are appended together to the reply's own stream (`reply-<id>`,
-expected version 0): one writer per stream, so no conflict is possible, and a reply that is
-generated twice (a redelivery after a crash) is recorded twice, as it was paid twice.
+All of one reply's facts start the reply's own stream (`reply-<id>`, expected version 0): one
+writer per stream, so no conflict is possible, and a reply that is generated twice (a
+redelivery after a crash) is recorded twice, as it was paid twice. They are committed in the
+same transaction as the reply's change to the conversation (`conversations.NewStream`), so no
+reply is committed without its cost, and no commit of its own waits in the reply's path.
 """
 
 import uuid
 from collections.abc import Callable, Sequence
 
-from metachat.conversations import Context
+from metachat.conversations import NewStream
 from metachat.eventstore.envelope import Event
-from metachat.eventstore.postgres import PostgresEventStore
 from metachat.llm.ports import Usage
 from metachat.orchestrator.events import ModelCalled, ReplyFailed, ToolCalled
 from metachat.orchestrator.pipeline import Generation
@@ -25,10 +26,9 @@ def stream_id(reply_id: uuid.UUID) -> str:
 
 
 class UsageRecorder:
-    """Appends a reply's usage events."""
+    """Builds a reply's usage events, priced."""
 
-    def __init__(self, store: PostgresEventStore, price: Price) -> None:
-        self._store = store
+    def __init__(self, price: Price) -> None:
         self._price = price
 
     def events(
@@ -68,28 +68,16 @@ class UsageRecorder:
         ]
         return events
 
-    async def record(
-        self, ctx: Context, conversation_id: uuid.UUID, reply_id: uuid.UUID, generation: Generation
-    ) -> None:
-        """Append the usage of one generation."""
-        await self._append(ctx, reply_id, self.events(conversation_id, reply_id, generation))
-
-    async def failed(
-        self,
-        ctx: Context,
-        conversation_id: uuid.UUID,
-        reply_id: uuid.UUID,
-        code: str,
-        errors: Sequence[str],
-    ) -> None:
-        """Record that no model answered (or was allowed to), and why."""
-        failure = ReplyFailed(
-            conversation_id=conversation_id, reply_id=reply_id, reason=code, errors=list(errors)
-        )
-        await self._append(ctx, reply_id, [failure])
-
-    async def _append(self, ctx: Context, reply_id: uuid.UUID, events: list[Event]) -> None:
-        if events:
-            await self._store.append(
-                stream_id(reply_id), events, expected_version=0, metadata=ctx.metadata
+    def failure(
+        self, conversation_id: uuid.UUID, reply_id: uuid.UUID, code: str, errors: Sequence[str]
+    ) -> list[Event]:
+        """That no model answered (or was allowed to), and why."""
+        return [
+            ReplyFailed(
+                conversation_id=conversation_id, reply_id=reply_id, reason=code, errors=list(errors)
             )
+        ]
+
+    def along(self, reply_id: uuid.UUID, events: list[Event]) -> NewStream | None:
+        """The reply's usage events as the stream committed with its change (None: no events)."""
+        return NewStream(stream_id=stream_id(reply_id), events=events) if events else None

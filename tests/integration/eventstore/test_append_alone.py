@@ -225,3 +225,25 @@ class TestCallPool:
                 r.envelope.stream_version for r in await store.read_stream_after(stream, 0)
             ] == [1]
         assert await _count(deps, stream) == (1, 1)
+
+
+class TestAppendTogether:
+    async def test_all_or_nothing_in_one_transaction(self, deps: Deps) -> None:
+        tenant_id = await new_tenant(deps)
+        stream, meta, posted = await _opened_and_posted(deps, tenant_id)
+        other = model.stream_id(uuid7())
+        with tenant_scope(tenant_id):
+            # the conversation's append is stale: the new stream is not written either
+            with pytest.raises(ConcurrencyError):
+                await deps.scoped.store.append_together(
+                    [(other, _opened(uuid7()), 0), (stream, posted, 1)], metadata=meta
+                )
+            assert await _count(deps, other) == (0, 0)
+            placed = await deps.scoped.store.append_together(
+                [(other, _opened(uuid7()), 0), (stream, [], 9), (stream, posted, 2)],
+                metadata=meta,
+            )
+        assert [[r.envelope.stream_version for r in each] for each in placed] == [[1], [], [3]]
+        assert placed[0][0].envelope.position < placed[2][0].envelope.position
+        assert await _count(deps, other) == (1, 1)
+        assert await _count(deps, stream) == (3, 3)
