@@ -3,8 +3,9 @@
 The same stack as the product's API role, minus the product: Litestar with a msgspec body, one
 `engine.begin()` + INSERT through SQLAlchemy async and psycopg (an engine made by
 `metachat.database.engine.create_engine`, so the same pool settings), served by uvicorn with the
-product's uvicorn options, on an event loop created the way `metachat run` creates it
-(`asyncio.run`, or uvloop with `--uvloop`). No auth, no events, no logging per request.
+product's uvicorn options, on an event loop created the way `metachat run` creates it (its
+`_loop_factory`: uvloop where installed; `--uvloop` insists on it). No auth, no events, no
+logging per request.
 
     METACHAT_DATABASE_URL=postgresql://... python scripts/bench_api_bare.py --port 8001
 
@@ -14,6 +15,7 @@ The scratch table `bench_bare` must exist (bench_api.py creates it).
 import argparse
 import asyncio
 import os
+from collections.abc import Callable
 
 import msgspec
 import uvicorn
@@ -50,11 +52,23 @@ def create_app(database_url: str) -> Litestar:
     return Litestar(route_handlers=[insert], on_shutdown=[dispose], logging_config=None)
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """`metachat.cli.run._loop_factory`, without importing the whole CLI into this process."""
+    try:
+        import uvloop  # optional: absent on Windows
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--uvloop", action="store_true")
+    parser.add_argument("--uvloop", action="store_true", help="fail if uvloop is not installed")
     args = parser.parse_args()
+    loop_factory = _loop_factory()
+    if args.uvloop and loop_factory is None:
+        raise SystemExit("--uvloop: uvloop is not installed")
     # The options of src/metachat/api/server.py: uvicorn's defaults pick httptools when present.
     config = uvicorn.Config(
         create_app(os.environ["METACHAT_DATABASE_URL"]),
@@ -66,13 +80,8 @@ def main() -> None:
         timeout_graceful_shutdown=10,
     )
     server = uvicorn.Server(config)
-    if args.uvloop:
-        import uvloop
-
-        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-            runner.run(server.serve())
-    else:
-        asyncio.run(server.serve())
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(server.serve())
 
 
 if __name__ == "__main__":
