@@ -154,8 +154,12 @@ def compile_phrases(phrases: Iterable[str], *, plurals: bool = False) -> re.Patt
     if not cleaned:
         return None
     suffix = "(?:e?s)?" if plurals else ""
-    sources = [phrase_pattern(p, suffix=suffix) for p in cleaned[::-1]]
-    return re.compile("|".join(sources), re.IGNORECASE)
+    bodies = [r"\s+".join(re.escape(word) for word in p.split()) for p in cleaned[::-1]]
+    # The word boundaries are outside the alternation, not repeated in each phrase: the same
+    # matches (the engine backtracks into the alternation when the boundary after it fails),
+    # but a position inside a word is given up after one look-behind instead of one per phrase
+    # (measured: the confidence analysis of a reply several times faster).
+    return re.compile(rf"(?<!\w)(?:{'|'.join(bodies)}){suffix}(?!\w)", re.IGNORECASE)
 
 
 def normalise(text: str) -> str:
