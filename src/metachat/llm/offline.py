@@ -28,6 +28,9 @@ OFFLINE_MODEL = "offline"
 MAX_SENTENCES = 3
 NO_CONTEXT_ANSWER = "I don't know the answer to that: I have no information about it."
 NO_MATCH_ANSWER = "I don't know the answer to that: the information I have does not cover it."
+_WORDS_PER_TURN = 16
+"""Words streamed between two yields to the event loop: a yield per word cost a turn of the loop
+(and a poll for I/O) per word of every reply, in a process answering many at once."""
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 HIGH_COVERAGE = 0.75
 MEDIUM_COVERAGE = 0.5
@@ -68,9 +71,10 @@ class OfflineProvider:
     async def stream(self, request: CompletionRequest) -> AsyncIterator[StreamItem]:
         """The same answer, word by word, then the `Completion`."""
         completion = await self.complete(request)
-        for word in re.findall(r"\S+\s*", completion.text):
+        for number, word in enumerate(re.findall(r"\S+\s*", completion.text), start=1):
             yield TextDelta(text=word)
-            await asyncio.sleep(0)  # let other tasks run between words, as a network would
+            if number % _WORDS_PER_TURN == 0:
+                await asyncio.sleep(0)  # let other tasks run now and then, as a network would
         yield completion
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
