@@ -349,7 +349,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--uvloop",
         action="store_true",
-        help="run both servers on uvloop (an experiment: `metachat run` uses asyncio's loop)",
+        help="force uvloop through a wrapper (both servers already run on it where installed)",
     )
     parser.add_argument(
         "--profile",
