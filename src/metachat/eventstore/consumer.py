@@ -32,7 +32,9 @@ import structlog
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from metachat.database.engine import CallPool
 from metachat.eventstore.batches import Batcher
+from metachat.eventstore.driver import call
 from metachat.eventstore.envelope import Envelope, Recorded
 from metachat.eventstore.registry import EventRegistry
 from metachat.kernel.logging import bound
@@ -204,6 +206,13 @@ RETURNING event_id
 _TRACKED = text(
     "SELECT position FROM eventstore.tracking WHERE consumer = :consumer AND event_id = :event_id"
 )
+# The same two statements for a driver connection (psycopg's placeholders).
+_DRIVER_SQL = {
+    statement: statement.text.replace(":consumer", "%(consumer)s")
+    .replace(":event_id", "%(event_id)s")
+    .replace(":position", "%(position)s")
+    for statement in (_TRACK, _TRACKED)
+}
 _READ_MARK = text("SELECT start_position FROM eventstore.consumer_marks WHERE consumer = :consumer")
 _INSERT_MARK = text("""
 INSERT INTO eventstore.consumer_marks (consumer, start_position) VALUES (:consumer, :position)
@@ -254,10 +263,19 @@ async def establish_mark(engine: AsyncEngine, consumer: str, *, poll: float = 0.
 class ConsumerRunner:
     """Handles one consumer's messages: decode, replay gate, then tracking and effect in one txn."""
 
-    def __init__(self, spec: ConsumerSpec, *, engine: AsyncEngine, registry: EventRegistry) -> None:
+    def __init__(
+        self,
+        spec: ConsumerSpec,
+        *,
+        engine: AsyncEngine,
+        registry: EventRegistry,
+        calls: CallPool | None = None,
+    ) -> None:
         self.spec = spec
         self.mark: int | None = None
         self._engine = engine
+        self._calls = calls
+        """Where a reaction's two tracking statements run (the engine's connections when None)."""
         self._registry = registry
         self._batcher: Batcher[Recorded, Outcome] | None = None
         if spec.batch_handler is not None:
@@ -388,13 +406,18 @@ class ConsumerRunner:
         # the reaction runs again, which its own idempotency key turns into a no-op. Neither
         # statement shares a transaction with anything, so each runs alone in autocommit: one
         # round trip instead of BEGIN, statement, COMMIT (or ROLLBACK).
-        async with self._engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            if await auto.scalar(_TRACKED, params) is not None:
-                log.info("consumer_duplicate_skipped", position=params["position"])
-                return Outcome.DUPLICATE
+        if await self._alone(_TRACKED, params):
+            log.info("consumer_duplicate_skipped", position=params["position"])
+            return Outcome.DUPLICATE
         await reaction(recorded)
+        await self._alone(_TRACK, params)
+        return Outcome.APPLIED
+
+    async def _alone(self, statement: Any, params: dict[str, Any]) -> list[Any]:
+        """Run one statement in autocommit; its rows (on the call pool when there is one)."""
+        if self._calls is not None:
+            async with self._calls.connection() as driver:
+                return await call(driver, _DRIVER_SQL[statement], params)
         async with self._engine.connect() as conn:
             auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            await auto.execute(_TRACK, params)
-        return Outcome.APPLIED
+            return list(await auto.execute(statement, params))

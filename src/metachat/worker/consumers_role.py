@@ -43,7 +43,10 @@ async def run_consumers(
     orchestrator = build_orchestrator(deps) if REPLY_CONSUMER in specs else None
     specs = [_bound(spec, orchestrator) for spec in specs]
     broker = build_broker(deps.settings)
-    runners = [ConsumerRunner(spec, engine=deps.engine, registry=deps.registry) for spec in specs]
+    runners = [
+        ConsumerRunner(spec, engine=deps.engine, registry=deps.registry, calls=deps.store.calls)
+        for spec in specs
+    ]
     topologies = [topology(spec, deps.settings) for spec in specs]
     for runner, topo in zip(runners, topologies, strict=True):
         subscribe(broker, runner, topo)
