@@ -210,8 +210,11 @@ class PostgresEventStore:
         None); opened and closed by the store's owner, like the engine."""
 
     @asynccontextmanager
-    async def _autocommit(self) -> AsyncIterator[Driver]:
-        """An autocommit driver connection: from the call pool, or under one of the engine's."""
+    async def autocommit(self) -> AsyncIterator[Driver]:
+        """An autocommit driver connection: from the call pool, or under one of the engine's.
+
+        For one-statement reads and writes outside any transaction (`driver.call`).
+        """
         if self.calls is not None:
             async with self.calls.connection() as driver:
                 yield driver
@@ -286,7 +289,7 @@ class PostgresEventStore:
         params, pending = self._prepare(stream_id, events, expected_version, metadata)
         tenant = current_tenant()
         params["scope"] = str(tenant) if tenant is not None else None
-        async with self._autocommit() as driver:
+        async with self.autocommit() as driver:
             try:
                 rows = await call(driver, _APPEND_CALL, params)
             except pg_errors.UniqueViolation as exc:
@@ -325,7 +328,7 @@ class PostgresEventStore:
             # A stale expected version inserts nothing (the statement's version check).
             return [len(rows) for rows in results] == counts
 
-        async with self._autocommit() as driver:
+        async with self.autocommit() as driver:
             try:
                 rows = await alone(
                     driver, *((_APPEND, params) for params, _ in prepared), commit_if=complete
@@ -458,7 +461,7 @@ class PostgresEventStore:
 
         How a process catches up a stream it remembers up to `version` (empty: it is current).
         """
-        async with self._autocommit() as driver:
+        async with self.autocommit() as driver:
             (rows,) = await alone(
                 driver, (_READ_AFTER, {"stream_id": stream_id, "after": version}), named=True
             )

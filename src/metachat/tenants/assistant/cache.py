@@ -16,8 +16,7 @@ entry look older than it is (and be loaded again next time), never newer.
 import uuid
 from collections import OrderedDict
 
-from sqlalchemy import text
-
+from metachat.eventstore.driver import call
 from metachat.tenants import model as tenant_model
 from metachat.tenants.assistant import model
 from metachat.tenants.assistant.handlers import AssistantDeps, LoadedAssistant, load_assistant
@@ -25,11 +24,12 @@ from metachat.tenants.mcp import STREAM as MCP_STREAM
 
 MAX_TENANTS = 10_000
 
-_VERSIONS = text("""
-SELECT (SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = :a),
-       (SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = :t),
-       (SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = :m)
-""")
+_VERSIONS = """
+SELECT
+  (SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = %(a)s) AS a,
+  (SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = %(t)s) AS t,
+  (SELECT coalesce(max(stream_version), 0) FROM eventstore.events WHERE stream_id = %(m)s) AS m
+"""
 
 Versions = tuple[int, int, int]
 
@@ -66,8 +66,8 @@ class AssistantCache:
             "m": MCP_STREAM,
         }
         # The owner's store (the workers'): a tenant-scoped one would not see `mcp-servers`.
-        # One statement in autocommit: one round trip, no BEGIN and ROLLBACK around it.
-        async with self._deps.store.engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            row = (await auto.execute(_VERSIONS, params)).one()
+        # One statement in autocommit (on the store's call pool): one round trip, no BEGIN and
+        # ROLLBACK around it.
+        async with self._deps.store.autocommit() as driver:
+            (row,) = await call(driver, _VERSIONS, params)
         return int(row[0]), int(row[1]), int(row[2])
