@@ -40,8 +40,8 @@ from bench_api_setup import (  # scripts/ is on sys.path
     SCRIPTS,
     TAG,
     Server,
-    cli,
     fresh_database,
+    migrate_with_tenant,
     open_conversations,
     say,
     server_env,
@@ -267,10 +267,8 @@ async def main(args: argparse.Namespace) -> None:
     ok = False
     try:
         env = server_env(url)
-        cli(env, "db", "upgrade")
-        issued = json.loads(cli(env, "tenants", "create", f"bench-{TAG}"))
+        issued = migrate_with_tenant(env, url)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE bench_bare (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
             data_directory = str(conn.execute("SHOW data_directory").fetchone()[0])  # type: ignore[index]
         say(f"database {name} migrated; tenant {issued['tenant_id']} with one API key")
         apis, bare = start_servers(env, args, servers)

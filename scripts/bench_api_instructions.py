@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -29,27 +28,14 @@ from bench_api_setup import (  # scripts/ is on sys.path
     SCRIPTS,
     TAG,
     Server,
-    cli,
     free_port,
     fresh_database,
+    migrate_with_tenant,
     open_conversations,
     say,
     server_env,
 )
-
-
-def under_callgrind(out: Path, command: list[str]) -> list[str]:
-    return [
-        "valgrind",
-        "--tool=callgrind",
-        "--instr-atstart=no",
-        f"--callgrind-out-file={out}",
-        *command,
-    ]
-
-
-def control(pid: int, *flags: str) -> None:
-    subprocess.run(["callgrind_control", *flags, str(pid)], check=True, capture_output=True)
+from bench_callgrind import start_counting, stop_counting, under_callgrind
 
 
 def expect(answer: httpx.Response, status: int) -> None:
@@ -59,20 +45,10 @@ def expect(answer: httpx.Response, status: int) -> None:
 
 def counted(server: Server, out: Path, send: Callable[[], None], requests: int) -> float:
     """Instructions per request of `server` while `send` is called `requests` times."""
-    for old in out.parent.glob(out.name + ".*"):
-        old.unlink()
-    control(server.proc.pid, "-z")
-    control(server.proc.pid, "-i", "on")
+    start_counting(server.proc.pid, out)
     for _ in range(requests):
         send()
-    control(server.proc.pid, "-i", "off")
-    control(server.proc.pid, "-d")
-    total = 0
-    for dump in sorted(out.parent.glob(out.name + ".*")):
-        for line in dump.read_text(errors="replace").splitlines():
-            if line.startswith(("summary:", "totals:")):
-                total = max(total, int(line.split()[1]))
-    return total / requests
+    return stop_counting(server.proc.pid, out) / requests
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -83,10 +59,7 @@ async def main(args: argparse.Namespace) -> None:
     servers: list[Server] = []
     try:
         env = server_env(url)
-        cli(env, "db", "upgrade")
-        issued = json.loads(cli(env, "tenants", "create", f"bench-{TAG}"))
-        with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("CREATE TABLE bench_bare (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
+        issued = migrate_with_tenant(env, url)
         api_out, bare_out = BENCH_DIR / f"cg-api-{TAG}", BENCH_DIR / f"cg-bare-{TAG}"
         port, bare_port = free_port(), free_port()
         api = Server(

@@ -8,6 +8,7 @@ api` (as `python -m metachat`), in production mode with every secret given.
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import secrets
 import signal
@@ -19,6 +20,7 @@ import uuid
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from metachat.database.embedded import ensure_database, start_embedded
 from metachat.database.engine import sqlalchemy_url
@@ -78,6 +80,18 @@ def cli(env: dict[str, str], *args: str) -> str:
     if done.returncode != 0:
         raise RuntimeError(f"metachat {' '.join(args)} failed:\n{done.stderr[-3000:]}")
     return done.stdout
+
+
+def migrate_with_tenant(env: dict[str, str], url: str) -> dict[str, str]:
+    """Migrate the run's database, create its tenant and the bare server's scratch table.
+
+    Returns what `metachat tenants create` printed (the tenant id and its API key).
+    """
+    cli(env, "db", "upgrade")
+    issued: dict[str, str] = json.loads(cli(env, "tenants", "create", f"bench-{TAG}"))
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE bench_bare (id bigserial PRIMARY KEY, body jsonb NOT NULL)")
+    return issued
 
 
 def free_port() -> int:

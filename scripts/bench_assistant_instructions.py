@@ -18,7 +18,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import subprocess
 import sys
 import time
 import uuid
@@ -35,6 +34,7 @@ from bench_assistant import (
     settings_of,
     wait_for,
 )
+from bench_callgrind import start_counting, stop_counting, under_callgrind
 
 from metachat.bootstrap import build
 from metachat.conversations import Context, ConversationDeps
@@ -47,23 +47,9 @@ _REPLIES = """SELECT count(*) FROM eventstore.events
 WHERE type = 'conversations.message_posted' AND payload->>'sender' = 'assistant'"""
 
 
-def control(pid: int, *flags: str) -> None:
-    subprocess.run(["callgrind_control", *flags, str(pid)], check=True, capture_output=True)
-
-
-def totals(out: Path) -> int:
-    total = 0
-    for dump in out.parent.glob(out.name + ".*"):
-        for line in dump.read_text(errors="replace").splitlines():
-            if line.startswith(("summary:", "totals:")):
-                total = max(total, int(line.split()[1]))
-    return total
-
-
 async def start(role: str, env: dict[str, str], out: Path, started: list[Server]) -> Server:
-    command = ["valgrind", "--tool=callgrind", "--instr-atstart=no"]
-    command += [f"--callgrind-out-file={out}", sys.executable, "-m", "metachat", "run"]
-    server = Server(role, [*command, "--role", role], env | {"PGAPPNAME": role}, 0)
+    command = under_callgrind(out, [sys.executable, "-m", "metachat", "run", "--role", role])
+    server = Server(role, command, env | {"PGAPPNAME": role}, 0)
     started.append(server)
     ready = "relay_leading" if role == "relay" else "consumers_started"
     await wait_for(logged(server, ready), ready, server, 900.0)
@@ -112,17 +98,14 @@ async def main(args: argparse.Namespace) -> None:
             for _ in range(args.warmup):
                 await ask()
             say("warmed up; counting")
-            for role in roles.values():
-                control(role.proc.pid, "-z")
-                control(role.proc.pid, "-i", "on")
+            for role_name, role in roles.items():
+                start_counting(role.proc.pid, outs[role_name])
             for _ in range(args.messages):
                 await ask()
             await asyncio.sleep(1.0)  # the last analytics batch and relay marks
             figures = {}
             for role_name, role in roles.items():
-                control(role.proc.pid, "-i", "off")
-                control(role.proc.pid, "-d")
-                figures[role_name] = totals(outs[role_name]) / args.messages
+                figures[role_name] = stop_counting(role.proc.pid, outs[role_name]) / args.messages
             await conn.close()
         finally:
             await deps.close()
