@@ -3,7 +3,8 @@
 A server is the operator's registered command, started as a subprocess with a clean
 environment: `PATH` and the variables its registration declares, with the tenant's values;
 never the platform's own environment (its database URL, its secret key). Every request has a
-timeout; a server that does not answer in time is killed.
+timeout; a server that does not answer in time is killed. `tools/list` is read page by page
+(`nextCursor`), within bounds a server that pages for ever cannot escape.
 
 One process per (reply, server): started when a reply may call tools, stopped when the reply
 ends (see architecture/decisions/0012-tools.md). `McpProcesses` knows every process running, so
@@ -26,6 +27,8 @@ PROTOCOL_VERSION = "2025-06-18"
 _LINE_LIMIT = 4 * 1024 * 1024
 _STOP_WAIT = 2.0
 _METHOD_NOT_FOUND = -32601
+MAX_TOOL_PAGES = 64
+"""Pages of `tools/list` read from one server; more is a server that never stops paging."""
 
 
 class McpError(RuntimeError):
@@ -109,10 +112,37 @@ class McpSession:
         await self.notify("notifications/initialized")
 
     async def list_tools(self) -> list[dict[str, Any]]:
-        """The server's tools (first page; a server with more than one page is cut)."""
-        result = await self.request("tools/list")
-        tools = result.get("tools", []) if isinstance(result, dict) else []
+        """The server's tools, every page of them (`nextCursor` until none comes).
+
+        Bounded: at most `MAX_TOOL_PAGES` pages, no cursor answered twice, and every page
+        within one timeout together. A server past a bound raises `McpError` rather than
+        giving a list cut at an arbitrary page: a list that is not whole is not offered.
+        """
+        try:
+            async with asyncio.timeout(self._timeout):
+                tools = await self._tool_pages()
+        except TimeoutError:
+            await self.close()
+            raise McpError(f"{self.name} did not list its tools in time") from None
         return [t for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)]
+
+    async def _tool_pages(self) -> list[Any]:
+        tools: list[Any] = []
+        cursors: set[str] = set()
+        params: dict[str, Any] = {}
+        for _ in range(MAX_TOOL_PAGES):
+            result = await self.request("tools/list", params)
+            result = result if isinstance(result, dict) else {}
+            page = result.get("tools")
+            tools += page if isinstance(page, list) else []
+            cursor = result.get("nextCursor")
+            if not isinstance(cursor, str):  # absent (or null): that was the last page
+                return tools
+            if cursor in cursors:  # it would page in a circle
+                raise McpError(f"{self.name} gave the same tools/list cursor twice")
+            cursors.add(cursor)
+            params = {"cursor": cursor}
+        raise McpError(f"{self.name} lists its tools in more than {MAX_TOOL_PAGES} pages")
 
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> str:
         """Call a tool; its text content, or raise with it when the tool reports an error."""

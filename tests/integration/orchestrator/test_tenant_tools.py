@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
+from structlog.testing import capture_logs
 
 from metachat.kernel.actors import Actor
 from metachat.kernel.ids import uuid7
 from metachat.orchestrator.events import ToolCalled
 from metachat.orchestrator.http_tools import HttpToolRunner
+from metachat.orchestrator.mcp import MAX_TOOL_PAGES, McpError, McpProcesses, McpSession
 from metachat.orchestrator.tenant_tools import TenantTools
 from metachat.tenants import AssistantDeps, LoadedMcpServer, mcp
 from metachat.tenants.assistant.tools import configure_http_tool, enable_mcp_server
@@ -144,27 +147,44 @@ class TestHttpTool:
             assert TOOL_TOKEN not in everything.scalar_one()
 
 
+def _server(name: str, *args: str, env: tuple[str, ...] = ()) -> RegisterMcpServer:
+    """`mcp_server.py` registered under `name`, with its arguments (how it pages)."""
+    return RegisterMcpServer(
+        name=name, command=sys.executable, args=(str(SERVER), *args), env_from_tenant=env
+    )
+
+
+async def _enabled(world: World, *args: str) -> str:
+    """Register `mcp_server.py` as the CLI does and enable it for the world's tenant."""
+    name = f"orders-{uuid7().hex[-6:]}"
+    registration = _server(name, *args, env=("SHOP_TOKEN",))
+    await mcp.register_server(
+        world.deps.store, registration, actor=Actor.operator(), correlation_id=uuid7()
+    )
+    await _openai_world(world)
+    await enable_mcp_server(
+        world.tenant_id, name, {"SHOP_TOKEN": SHOP_TOKEN}, deps=_assistant(world),
+        actor=Actor.operator("test"), correlation_id=uuid7(),
+    )  # fmt: skip
+    return name
+
+
+def _offered(api: FakeAPI, server: str) -> list[str]:
+    """The server's tools offered to the model in the first call, in order."""
+    names = [t["function"]["name"] for t in api.body(0).get("tools", [])]
+    return [n for n in names if n.startswith(f"{server}__")]
+
+
 class TestMcpServer:
     async def test_a_real_subprocess_answers_with_the_tenants_credential(
         self, world: World, make_harness: Any
     ) -> None:
-        name = f"orders-{uuid7().hex[-6:]}"
-        registration = RegisterMcpServer(
-            name=name, command=sys.executable, args=(str(SERVER),), env_from_tenant=("SHOP_TOKEN",)
-        )
-        await mcp.register_server(
-            world.deps.store, registration, actor=Actor.operator(), correlation_id=uuid7()
-        )
-        await _openai_world(world)
-        await enable_mcp_server(
-            world.tenant_id, name, {"SHOP_TOKEN": SHOP_TOKEN}, deps=_assistant(world),
-            actor=Actor.operator("test"), correlation_id=uuid7(),
-        )  # fmt: skip
+        name = await _enabled(world)
         tool = f"{name}__lookup_order"
         api = FakeAPI(_calls(tool, {"order_id": "A-17"}), _text_round("It has shipped."))
         _use_http(world, api)
         _, reply = await _one_reply(world, "Where is order A-17?")
-        assert tool in [t["function"]["name"] for t in api.body(0)["tools"]]
+        assert _offered(api, name) == [tool]
         (called,) = await _tool_events(world, reply)
         assert called.tool == tool
         assert called.error is None
@@ -187,9 +207,66 @@ class TestMcpServer:
         finally:
             await other.orchestrator.close()
 
+    async def test_every_page_of_its_tools_is_offered(self, world: World) -> None:
+        name = await _enabled(world, "--extra-tools", "4", "--page-size", "2")
+        tool = f"{name}__lookup_order"  # on the third and last page
+        api = FakeAPI(_calls(tool, {"order_id": "A-17"}), _text_round("It has shipped."))
+        _use_http(world, api)
+        _, reply = await _one_reply(world, "Where is order A-17?")
+        assert _offered(api, name) == [f"{name}__extra_{i}" for i in range(1, 5)] + [tool]
+        (called,) = await _tool_events(world, reply)
+        assert (called.tool, called.error) == (tool, None)
+        assert json.loads(called.result)["order"] == "A-17"
+
+    async def test_a_server_paging_for_ever_offers_no_tools_and_the_reply_goes_on(
+        self, world: World
+    ) -> None:
+        name = await _enabled(world, "--endless")
+        api = FakeAPI(_text_round("Hello."))
+        _use_http(world, api)
+        with capture_logs() as logs:
+            _, reply = await _one_reply(world, "Where is order A-17?")
+        assert reply.text == "Hello."
+        assert _offered(api, name) == []
+        (warned,) = [e for e in logs if e["event"] == "mcp_tools_unavailable"]
+        assert warned["error"] == f"{name} lists its tools in more than {MAX_TOOL_PAGES} pages"
+        assert world.orchestrator.tools.mcp.running == 0
+
+
+@contextlib.asynccontextmanager
+async def _session(*args: str, timeout: float = 10.0) -> AsyncIterator[McpSession]:
+    processes = McpProcesses(timeout=timeout)
+    try:
+        yield await processes.start(LoadedMcpServer(server=_server("pager", *args), env={}))
+    finally:
+        await processes.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("--endless", f"pager lists its tools in more than {MAX_TOOL_PAGES} pages"),
+        ("--repeat-cursor", "pager gave the same tools/list cursor twice"),
+    ],
+)
+async def test_a_cursor_that_never_ends_is_a_clear_error(mode: str, error: str) -> None:
+    async with _session(mode) as session:
+        with pytest.raises(McpError) as raised:
+            await session.list_tools()
+    assert str(raised.value) == error
+
+
+async def test_every_page_is_listed_within_one_timeout() -> None:
+    # Four pages of 0.4 s: each within the 1 s timeout, all of them not.
+    paging = ("--extra-tools", "3", "--page-size", "1", "--page-delay", "0.4")
+    async with _session(*paging, timeout=1.0) as session:
+        with pytest.raises(McpError, match="pager did not list its tools in time"):
+            await session.list_tools()
+        assert session._process.returncode is not None  # killed
+
 
 async def test_shutdown_reaps_running_servers(world: World) -> None:
-    registration = RegisterMcpServer(name="reaped", command=sys.executable, args=(str(SERVER),))
+    registration = _server("reaped")
     processes = world.orchestrator.tools.mcp
     session = await processes.start(LoadedMcpServer(server=registration, env={}))
     assert processes.running == 1
