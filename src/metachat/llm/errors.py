@@ -94,7 +94,10 @@ class LLMBudgetExceededError(LLMError):
 
 
 class LLMRateLimitExceededError(LLMError):
-    """The tenant made more calls per minute than its limit allows; the call was not made."""
+    """The tenant's call rate would make this call wait longer than allowed; it was not made.
+
+    `retry_after` is how long it would have had to wait for its turn.
+    """
 
     code = "llm_rate_limit_exceeded"
 

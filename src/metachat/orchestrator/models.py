@@ -2,7 +2,8 @@
 
 One `Models` per process: the gateway caches each tenant's chain (so its circuit breakers
 remember failures across replies), the price table turns tokens into micro-USD, and the call
-rate limiter and the monthly budget are checked before a model is called, never after.
+rate limiter (which makes a call wait its turn, within a bound) and the monthly budget are
+checked before a model is called, never after.
 """
 
 import uuid
@@ -90,8 +91,13 @@ class Models:
     async def check(
         self, tenant_id: uuid.UUID, settings: AssistantSettings, request: CompletionRequest
     ) -> None:
-        """Refuse the call before it is made: over the call rate, or over the month's budget."""
-        self.limiter.acquire(tenant_id, calls_per_minute=settings.calls_per_minute)
+        """Wait the call's turn under the call rate, or refuse it: too long a wait, or over budget.
+
+        The call is refused only when its turn is more than the limiter's `max_wait` away
+        (`DEFAULT_MAX_WAIT_SECONDS` by default); a shorter wait is waited, so a burst delays
+        answers instead of handing conversations to a human.
+        """
+        await self.limiter.acquire(tenant_id, calls_per_minute=settings.calls_per_minute)
         if settings.monthly_budget_usd is None:
             return
         estimate = self.prices.estimate(
