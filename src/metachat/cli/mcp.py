@@ -1,7 +1,8 @@
 """`metachat mcp`: the platform's MCP servers, registered by an operator (never a tenant).
 
 A registration is the command the platform runs, speaking MCP over stdio, and the environment
-variables whose values each tenant gives when it enables the server. Output is JSON on stdout.
+variables whose values each tenant gives when it enables the server. Output is JSON on stdout;
+a refusal is one line on stderr, `Error: <code>: <detail>`, and exit code 1.
 """
 
 import click
@@ -11,6 +12,7 @@ from metachat.bootstrap import Deps
 from metachat.cli.common import echo_json as _echo
 from metachat.cli.common import run_use_case as _run
 from metachat.kernel.actors import Actor
+from metachat.kernel.errors import ValidationError
 from metachat.kernel.ids import uuid7
 from metachat.tenants import mcp
 from metachat.tenants.commands import RegisterMcpServer
@@ -39,7 +41,8 @@ def register(name: str, command: str, args: tuple[str, ...], env: tuple[str, ...
             RegisterMcpServer,
         )
     except msgspec.ValidationError as exc:
-        raise click.ClickException(f"validation_failed: {exc}") from exc
+        # The kernel's code, as the rules `mcp.register_server` checks give it (exit code 1).
+        raise click.ClickException(f"{ValidationError.code}: {exc}") from exc
 
     async def go(deps: Deps) -> RegisterMcpServer:
         return await mcp.register_server(

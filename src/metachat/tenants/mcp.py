@@ -28,6 +28,8 @@ _DANGEROUS = frozenset({"PATH", "HOME", "ENV", "SHELL", "IFS", "PS4", "SSL_CERT_
 
 
 def _check(command: RegisterMcpServer) -> None:
+    if not command.command.strip():
+        raise ValidationError("the command is blank: give the program's path", field="command")
     for name in command.env_from_tenant:
         if name in _DANGEROUS or name.startswith(_DANGEROUS_PREFIXES):
             raise ValidationError(
