@@ -35,7 +35,13 @@ class Batcher(Generic[Item, Result]):
         size: int,
         linger: float,
         name: str,
+        single_alone: bool = False,
     ) -> None:
+        """Apply submitted items with `apply_batch`, or one by one with `apply_one`.
+
+        With `single_alone`, a batch of one item is applied with `apply_one`, once: its failure
+        is its own, with no other item to retry it apart from.
+        """
         if size < 1:
             raise ValueError("a batch holds at least one item")
         self._apply_batch = apply_batch
@@ -43,6 +49,7 @@ class Batcher(Generic[Item, Result]):
         self._size = size
         self._linger = linger
         self._name = name
+        self._single_alone = single_alone
         self._pending: list[tuple[Item, asyncio.Future[Result]]] = []
         self._full = asyncio.Event()
         self._drain_task: asyncio.Task[None] | None = None
@@ -74,25 +81,31 @@ class Batcher(Generic[Item, Result]):
         live = [(item, future) for item, future in batch if not future.done()]
         if not live:
             return
+        if self._single_alone and len(live) == 1:
+            await self._one_at_a_time(live)
+            return
         try:
             results = await self._apply_batch([item for item, _ in live])
         except Exception:
             log.warning(
-                "consumer_batch_failed_retrying_one_at_a_time",
-                consumer=self._name,
-                messages=len(live),
+                "batch_failed_retrying_one_at_a_time",
+                batch=self._name,
+                items=len(live),
                 exc_info=True,
             )
-            for item, future in live:
-                try:
-                    result = await self._apply_one(item)
-                except Exception as exc:
-                    if not future.done():
-                        future.set_exception(exc)
-                else:
-                    if not future.done():
-                        future.set_result(result)
+            await self._one_at_a_time(live)
             return
         for (_, future), result in zip(live, results, strict=True):
             if not future.done():
                 future.set_result(result)
+
+    async def _one_at_a_time(self, live: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+        for item, future in live:
+            try:
+                result = await self._apply_one(item)
+            except Exception as exc:
+                if not future.done():
+                    future.set_exception(exc)
+            else:
+                if not future.done():
+                    future.set_result(result)

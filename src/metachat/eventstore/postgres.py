@@ -19,7 +19,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from metachat.database.engine import CallPool
-from metachat.eventstore.driver import Driver, alone, call, execute_append, held
+from metachat.eventstore.appends import AppendCalls
+from metachat.eventstore.driver import Driver, alone, execute_append, held
 from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.registry import EventRegistry
@@ -50,14 +51,6 @@ WITH ev AS (
 )
 INSERT INTO eventstore.outbox (position) SELECT position FROM ev
 RETURNING position
-"""
-
-# The same append as one call (migration 0012): the tenant, the append and, when the stream had
-# moved on, the events after the expected version; in autocommit it is its own transaction.
-_APPEND_CALL = """
-SELECT * FROM eventstore.append_events(
-    CAST(%(scope)s AS uuid), %(tenant_id)s, %(stream_id)s, %(expected_version)s, %(occurred_at)s,
-    %(correlation_id)s, %(causation_id)s, CAST(%(actor)s AS jsonb), CAST(%(events)s AS json))
 """
 
 _COLUMNS = """position, event_id, tenant_id, stream_id, stream_version, type, schema_version,
@@ -208,6 +201,7 @@ class PostgresEventStore:
         self.calls = calls
         """Where `append_alone` and `read_stream_after` take their connection (the engine's when
         None); opened and closed by the store's owner, like the engine."""
+        self._appends = AppendCalls(self.autocommit)
 
     @asynccontextmanager
     async def autocommit(self) -> AsyncIterator[Driver]:
@@ -278,8 +272,10 @@ class PostgresEventStore:
         security, the events and their outbox rows committed together), as one call of
         `eventstore.append_events` in autocommit (migration 0012) instead of BEGIN, the tenant
         setting, the append and COMMIT: the hot path of a command that decided from a state it
-        already had. Raises ConcurrencyError if another writer won; then nothing
-        was written. Pokes the relay after the commit.
+        already had. Appends that arrive while one is in flight go together in one call, one
+        transaction per batch (`eventstore.appends`), each still its own append. Raises
+        ConcurrencyError if another writer won; then nothing was written. Pokes the relay after
+        the commit.
 
         When the stream had moved on, the error is a `StreamMovedError` carrying the events
         after `expected_version`, read in the same round trip: what the caller missed.
@@ -289,11 +285,10 @@ class PostgresEventStore:
         params, pending = self._prepare(stream_id, events, expected_version, metadata)
         tenant = current_tenant()
         params["scope"] = str(tenant) if tenant is not None else None
-        async with self.autocommit() as driver:
-            try:
-                rows = await call(driver, _APPEND_CALL, params)
-            except pg_errors.UniqueViolation as exc:
-                raise self._conflict(stream_id, expected_version) from exc
+        try:
+            rows = await self._appends.append(params)
+        except pg_errors.UniqueViolation as exc:
+            raise self._conflict(stream_id, expected_version) from exc
         if not rows or not rows[0].appended:
             # The function wrote nothing and answered the events after the expected version.
             raise StreamMovedError(
