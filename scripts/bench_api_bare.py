@@ -1,11 +1,12 @@
 """The bare ceiling of bench_api.py: a tiny Litestar app doing one INSERT transaction per request.
 
 The same stack as the product's API role, minus the product: Litestar with a msgspec body, one
-`engine.begin()` + INSERT through SQLAlchemy async and psycopg (an engine made by
-`metachat.database.engine.create_engine`, so the same pool settings), served by uvicorn with the
-product's uvicorn options, on an event loop created the way `metachat run` creates it (its
-`_loop_factory`: uvloop where installed; `--uvloop` insists on it). No auth, no events, no
-logging per request.
+INSERT per request, its own transaction (autocommit), on a connection of a psycopg pool made by
+`metachat.database.engine.create_call_pool` (the pool the product's appends use), served by
+uvicorn with the product's uvicorn options, on an event loop created the way `metachat run`
+creates it (its `_loop_factory`: uvloop where installed; `--uvloop` insists on it). No auth, no
+events, no logging per request, and no gathering of concurrent requests into one transaction:
+each request is its own.
 
     METACHAT_DATABASE_URL=postgresql://... python scripts/bench_api_bare.py --port 8001
 
@@ -20,11 +21,10 @@ from collections.abc import Callable
 import msgspec
 import uvicorn
 from litestar import Litestar, post
-from sqlalchemy import text
 
-from metachat.database.engine import create_engine
+from metachat.database.engine import create_call_pool
 
-_INSERT = text("INSERT INTO bench_bare (body) VALUES (CAST(:body AS jsonb)) RETURNING id")
+_INSERT = "INSERT INTO bench_bare (body) VALUES (CAST(%s AS jsonb)) RETURNING id"
 
 
 class MessageIn(msgspec.Struct, frozen=True):
@@ -37,19 +37,27 @@ class Inserted(msgspec.Struct, frozen=True):
 
 
 def create_app(database_url: str) -> Litestar:
-    engine = create_engine(database_url)
+    pool = create_call_pool(database_url, size=10)  # the product's default pool_size
     encode = msgspec.json.Encoder().encode
 
     @post("/insert", status_code=201)
     async def insert(data: MessageIn) -> Inserted:
-        async with engine.begin() as conn:
-            row_id = (await conn.execute(_INSERT, {"body": encode(data).decode()})).scalar_one()
-        return Inserted(id=row_id)
+        async with pool.connection() as conn:
+            cursor = await conn.execute(_INSERT, (encode(data).decode(),), prepare=True)
+            row = await cursor.fetchone()
+        if row is None:
+            raise RuntimeError("INSERT … RETURNING answered no row")
+        return Inserted(id=row[0])
 
-    async def dispose() -> None:
-        await engine.dispose()
+    async def start() -> None:
+        await pool.open(wait=True)
 
-    return Litestar(route_handlers=[insert], on_shutdown=[dispose], logging_config=None)
+    async def stop() -> None:
+        await pool.close()
+
+    return Litestar(
+        route_handlers=[insert], on_startup=[start], on_shutdown=[stop], logging_config=None
+    )
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
