@@ -118,6 +118,7 @@ def figures(obs: Observed, delivered: dict[str, tuple[float, str]]) -> dict[str,
     to_broker, to_reply, reply_on_broker, after_sink = [], [], [], []
     to_stamp: list[float] = []
     writer_stamp, reply_stamp = [], []
+    timeline: list[tuple[float, float]] = []  # (committed, commit → reply committed)
     unanswered, twice, no_log = [], 0, 0
     first_ms = None
     for message_id, (committed, occurred_at, slot) in obs.committed.items():
@@ -138,6 +139,7 @@ def figures(obs: Observed, delivered: dict[str, tuple[float, str]]) -> dict[str,
             no_log += 1
             continue
         to_reply.append(entry[0] - committed)
+        timeline.append((committed, entry[0] - committed))
         if slot == 0:
             first_ms = round((entry[0] - committed) * 1000, 2)
         to_stamp.append(reply.occurred_at - committed)
@@ -165,6 +167,7 @@ def figures(obs: Observed, delivered: dict[str, tuple[float, str]]) -> dict[str,
         "model_latency_ms": distribution(
             [r.model_ms / 1000 for r in obs.replies if r.model_ms is not None]
         ),
+        "by_second": by_second(timeline),
         "messages": len(obs.committed),
         "replies": len(obs.replies),
         "reply_actions": dict(Counter(r.action for r in obs.replies)),
@@ -173,6 +176,18 @@ def figures(obs: Observed, delivered: dict[str, tuple[float, str]]) -> dict[str,
         "answered_twice": twice,
         "replies_without_log_line": no_log,
     }
+
+
+def by_second(timeline: list[tuple[float, float]]) -> list[dict[str, Any]]:
+    """Commit → reply committed for the messages committed in each second of the posting: a
+    stall shows as the seconds whose p99 stands out, a growing backlog as a rising median."""
+    if not timeline:
+        return []
+    start = min(committed for committed, _ in timeline)
+    seconds: dict[int, list[float]] = {}
+    for committed, latency in timeline:
+        seconds.setdefault(int(committed - start), []).append(latency)
+    return [{"second": n} | distribution(seconds[n]) for n in sorted(seconds)]
 
 
 def show(fig: dict[str, Any], target_ms: float) -> bool:
@@ -193,6 +208,10 @@ def show(fig: dict[str, Any], target_ms: float) -> bool:
     line("occurred_at → commit, customer posts", stamps["customer_posts"])
     line("occurred_at → commit, replies", stamps["replies"])
     line("the model's own latency (reply's details)", fig["model_latency_ms"])
+    print(
+        "  commit → reply committed by second of commit, p50/p99 ms: "
+        + ", ".join(f"{d['p50_ms']:.0f}/{d['p99_ms']:.0f}" for d in fig["by_second"])
+    )
     met = bool(
         fig["added_p99_ms"] < target_ms
         and fig["unanswered"] == 0

@@ -34,9 +34,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from metachat.database.engine import CallPool
 from metachat.eventstore.batches import Batcher
-from metachat.eventstore.driver import call
+from metachat.eventstore.driver import autocommit
 from metachat.eventstore.envelope import Envelope, Recorded
 from metachat.eventstore.registry import EventRegistry
+from metachat.eventstore.tracking import ReactionTracking
 from metachat.kernel.logging import bound
 from metachat.settings import Settings
 
@@ -203,16 +204,6 @@ ORDER BY t.event_id
 ON CONFLICT (consumer, event_id) DO NOTHING
 RETURNING event_id
 """)
-_TRACKED = text(
-    "SELECT position FROM eventstore.tracking WHERE consumer = :consumer AND event_id = :event_id"
-)
-# The same two statements for a driver connection (psycopg's placeholders).
-_DRIVER_SQL = {
-    statement: statement.text.replace(":consumer", "%(consumer)s")
-    .replace(":event_id", "%(event_id)s")
-    .replace(":position", "%(position)s")
-    for statement in (_TRACK, _TRACKED)
-}
 _READ_MARK = text("SELECT start_position FROM eventstore.consumer_marks WHERE consumer = :consumer")
 _INSERT_MARK = text("""
 INSERT INTO eventstore.consumer_marks (consumer, start_position) VALUES (:consumer, :position)
@@ -274,9 +265,10 @@ class ConsumerRunner:
         self.spec = spec
         self.mark: int | None = None
         self._engine = engine
-        self._calls = calls
-        """Where a reaction's two tracking statements run (the engine's connections when None)."""
         self._registry = registry
+        # A reaction's two tracking statements run on the call pool (the engine's connections
+        # when None).
+        self._tracking = ReactionTracking(spec.name, lambda: autocommit(engine, calls))
         self._batcher: Batcher[Recorded, Outcome] | None = None
         if spec.batch_handler is not None:
             self._batcher = Batcher(
@@ -404,20 +396,11 @@ class ConsumerRunner:
     ) -> Outcome:
         # The tracking row comes after the effect: a crash in between redelivers the event and
         # the reaction runs again, which its own idempotency key turns into a no-op. Neither
-        # statement shares a transaction with anything, so each runs alone in autocommit: one
-        # round trip instead of BEGIN, statement, COMMIT (or ROLLBACK).
-        if await self._alone(_TRACKED, params):
+        # statement shares a transaction with anything, so each runs in autocommit, gathered
+        # with those of the other reactions in flight (`tracking`).
+        if await self._tracking.seen(params["event_id"]):
             log.info("consumer_duplicate_skipped", position=params["position"])
             return Outcome.DUPLICATE
         await reaction(recorded)
-        await self._alone(_TRACK, params)
+        await self._tracking.track(params["event_id"], params["position"])
         return Outcome.APPLIED
-
-    async def _alone(self, statement: Any, params: dict[str, Any]) -> list[Any]:
-        """Run one statement in autocommit; its rows (on the call pool when there is one)."""
-        if self._calls is not None:
-            async with self._calls.connection() as driver:
-                return await call(driver, _DRIVER_SQL[statement], params)
-        async with self._engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            return list(await auto.execute(statement, params))

@@ -15,8 +15,9 @@ from typing import Any
 
 import psycopg
 from psycopg.rows import namedtuple_row
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from metachat.database.engine import CallPool
 from metachat.database.tenancy import SET_TENANT
 from metachat.kernel.tenancy import current_tenant
 
@@ -62,6 +63,19 @@ async def held(conn: AsyncConnection) -> AsyncIterator[Driver]:
         if driver.closed:
             await conn.invalidate()
         raise
+
+
+@asynccontextmanager
+async def autocommit(engine: AsyncEngine, calls: CallPool | None) -> AsyncIterator[Driver]:
+    """An autocommit driver connection: from the call pool, or under one of the engine's."""
+    if calls is not None:
+        async with calls.connection() as driver:
+            yield driver
+        return
+    async with engine.connect() as conn:
+        auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
+        async with held(auto) as driver:
+            yield driver
 
 
 async def call(driver: Driver, statement: str, params: dict[str, Any]) -> list[Any]:

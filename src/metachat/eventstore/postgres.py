@@ -7,8 +7,8 @@ architecture/decisions/0002-gap-free-reading.md).
 """
 
 import uuid
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from metachat.database.engine import CallPool
 from metachat.eventstore.appends import AppendCalls
-from metachat.eventstore.driver import Driver, alone, execute_append, held
+from metachat.eventstore.driver import Driver, alone, autocommit, execute_append
 from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.registry import EventRegistry
@@ -203,20 +203,12 @@ class PostgresEventStore:
         None); opened and closed by the store's owner, like the engine."""
         self._appends = AppendCalls(self.autocommit)
 
-    @asynccontextmanager
-    async def autocommit(self) -> AsyncIterator[Driver]:
+    def autocommit(self) -> AbstractAsyncContextManager[Driver]:
         """An autocommit driver connection: from the call pool, or under one of the engine's.
 
         For one-statement reads and writes outside any transaction (`driver.call`).
         """
-        if self.calls is not None:
-            async with self.calls.connection() as driver:
-                yield driver
-            return
-        async with self.engine.connect() as conn:
-            auto = await conn.execution_options(isolation_level="AUTOCOMMIT")
-            async with held(auto) as driver:
-                yield driver
+        return autocommit(self.engine, self.calls)
 
     async def append(
         self,
