@@ -20,7 +20,7 @@ from metachat.database.migrate import check_schema
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.postgres import PostgresEventStore
 from metachat.eventstore.registry import EventRegistry
-from metachat.llm import LLMGateway, PriceTable
+from metachat.llm import CallRateLimiter, LLMGateway, PriceTable
 from metachat.orchestrator import OrchestratorDeps
 from metachat.orchestrator import events as orchestrator_events
 from metachat.orchestrator.http_tools import HttpToolRunner
@@ -222,6 +222,7 @@ def build_orchestrator(deps: Deps) -> Orchestrator:
         deps.engine,
         gateway=LLMGateway(url_guard=public_url_guard(llm.allowed_hosts)),
         prices=PriceTable.with_overrides(llm.prices),
+        limiter=CallRateLimiter(max_wait=llm.call_rate_max_wait_seconds),
     )
 
     tools = TenantTools(HttpToolRunner(llm.allowed_hosts), McpProcesses())

@@ -54,6 +54,11 @@ class ConsumerSettings(msgspec.Struct, frozen=True, kw_only=True):
     prefetch: int = 32
 
 
+MAX_CALL_RATE_WAIT_SECONDS = 600.0
+"""The longest `METACHAT_LLM__CALL_RATE_MAX_WAIT_SECONDS` allowed: a reply holds its message
+(unacknowledged) while it waits."""
+
+
 class LlmSettings(msgspec.Struct, frozen=True, kw_only=True):
     """The assistant's models, platform-wide: hosts tenants may point at, price overrides."""
 
@@ -61,6 +66,9 @@ class LlmSettings(msgspec.Struct, frozen=True, kw_only=True):
     """Hosts a tenant's `base_url` may name although they resolve to internal addresses."""
     prices: dict[str, dict[str, str]] = msgspec.field(default_factory=dict)
     """Per model, USD per million tokens: `{"gpt-4o": {"input": "2.50", "output": "10"}}`."""
+    call_rate_max_wait_seconds: float = 20.0
+    """How long a model call over its tenant's `calls_per_minute` may wait its turn before the
+    conversation is handed to a human (0: refused at once)."""
 
 
 class RateLimitSettings(msgspec.Struct, frozen=True, kw_only=True):
@@ -133,6 +141,13 @@ def _positive(kind: Callable[[str], T]) -> Callable[[str], T]:
         return value
 
     return parse
+
+
+def _seconds(raw: str) -> float:
+    value = float(raw)
+    if not 0 <= value <= MAX_CALL_RATE_WAIT_SECONDS:
+        raise ValueError(f"must be between 0 and {MAX_CALL_RATE_WAIT_SECONDS:g} seconds")
+    return value
 
 
 def _port(raw: str) -> int:
@@ -229,6 +244,7 @@ _FIELDS: dict[str, tuple[tuple[str, ...], Callable[[str], Any]]] = {
     "METACHAT_RATE_LIMIT__BURST": (("rate_limit", "burst"), _positive(int)),
     "METACHAT_LLM__ALLOWED_HOSTS": (("llm", "allowed_hosts"), _hosts),
     "METACHAT_LLM__PRICES": (("llm", "prices"), _prices),
+    "METACHAT_LLM__CALL_RATE_MAX_WAIT_SECONDS": (("llm", "call_rate_max_wait_seconds"), _seconds),
 }
 
 

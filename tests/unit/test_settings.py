@@ -134,6 +134,13 @@ class TestLlmSettings:
         assert settings.llm.allowed_hosts == ("ollama.internal", "vllm.internal")
         assert settings.llm.prices == {"my-model": {"input": "1", "output": "2.5"}}
 
+    def test_the_call_rate_wait_bound(self) -> None:
+        assert load_settings({}).llm.call_rate_max_wait_seconds == 20.0
+        given = load_settings({"METACHAT_LLM__CALL_RATE_MAX_WAIT_SECONDS": "2.5"})
+        assert given.llm.call_rate_max_wait_seconds == 2.5
+        with pytest.raises(SettingsError, match="METACHAT_LLM__CALL_RATE_MAX_WAIT_SECONDS"):
+            load_settings({"METACHAT_LLM__CALL_RATE_MAX_WAIT_SECONDS": "-1"})
+
     def test_a_bad_price_table_is_named(self) -> None:
         with pytest.raises(SettingsError, match="METACHAT_LLM__PRICES"):
             load_settings({"METACHAT_LLM__PRICES": '{"m": {"input": 1}}'})
