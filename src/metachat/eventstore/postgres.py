@@ -14,13 +14,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
+import psycopg
 from psycopg import errors as pg_errors
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from metachat.database.engine import CallPool
-from metachat.eventstore.appends import AppendCalls
-from metachat.eventstore.driver import Driver, alone, autocommit, execute_append
+from metachat.eventstore.appends import AppendCalls, batch_parameter
+from metachat.eventstore.driver import Driver, alone, autocommit, call, execute_append
 from metachat.eventstore.envelope import Envelope, Event, Metadata, Recorded
 from metachat.eventstore.notify import Notifier
 from metachat.eventstore.registry import EventRegistry
@@ -52,6 +53,11 @@ WITH ev AS (
 INSERT INTO eventstore.outbox (position) SELECT position FROM ev
 RETURNING position
 """
+
+# Several appends, all or nothing, in one statement (migration 0014).
+_APPEND_ALL = "SELECT entry, position FROM eventstore.append_all(CAST(%(batch)s AS json))"
+MOVED_SQLSTATE = "MC409"
+"""What `eventstore.append_all` raises when a stream had moved past its expected version."""
 
 _COLUMNS = """position, event_id, tenant_id, stream_id, stream_version, type, schema_version,
     occurred_at, correlation_id, causation_id, actor, payload"""
@@ -300,34 +306,34 @@ class PostgresEventStore:
         """Append to several streams in one transaction of its own: all or nothing, one commit.
 
         Each `(stream, events, expected version)` is appended in the order given, as the
-        context's tenant: BEGIN, the tenant and the appends pipelined in one round trip, then
-        COMMIT once every append is seen to have written (or ROLLBACK); the answer has what each
-        append recorded, in the same order. Raises ConcurrencyError if
-        another writer won on any of them; then nothing was written.
+        context's tenant, by one call of `eventstore.append_all` (migration 0014) in autocommit:
+        one round trip; the answer has what each append recorded, in the same order. Raises
+        ConcurrencyError if another writer won on any of them; then nothing was written.
         """
         todo = [(stream, events, version) for stream, events, version in appends if events]
         if not todo:
             return [[] for _ in appends]
         prepared = [self._prepare(s, events, v, metadata) for s, events, v in todo]
-        counts = [len(events) for _, events, _ in todo]
-
-        def complete(results: list[list[Any]]) -> bool:
-            # A stale expected version inserts nothing (the statement's version check).
-            return [len(rows) for rows in results] == counts
-
+        tenant = current_tenant()
+        scope = str(tenant) if tenant is not None else None
+        batch = batch_parameter([params | {"scope": scope} for params, _ in prepared])
+        conflict = self._conflict(", ".join(s for s, _, _ in todo), todo[0][2])
         async with self.autocommit() as driver:
             try:
-                rows = await alone(
-                    driver, *((_APPEND, params) for params, _ in prepared), commit_if=complete
-                )
+                rows = await call(driver, _APPEND_ALL, {"batch": batch})
             except pg_errors.UniqueViolation as exc:
-                raise self._conflict(", ".join(s for s, _, _ in todo), todo[0][2]) from exc
-        if not complete(rows):
-            raise self._conflict(", ".join(s for s, _, _ in todo), todo[0][2])
+                raise conflict from exc
+            except psycopg.Error as exc:
+                if exc.sqlstate == MOVED_SQLSTATE:  # a stream had moved on: nothing written
+                    raise conflict from exc
+                raise
+        positions: list[list[int]] = [[] for _ in todo]
+        for row in rows:
+            positions[row.entry - 1].append(row.position)
         placed = iter(
-            self._placed(pending, sorted(row[0] for row in written), stream, version)
-            for (_, pending), written, (stream, _, version) in zip(
-                prepared, rows, todo, strict=True
+            self._placed(pending, sorted(taken), stream, version)
+            for (_, pending), taken, (stream, _, version) in zip(
+                prepared, positions, todo, strict=True
             )
         )
         self.committed()

@@ -247,3 +247,33 @@ class TestAppendTogether:
         assert placed[0][0].envelope.position < placed[2][0].envelope.position
         assert await _count(deps, other) == (1, 1)
         assert await _count(deps, stream) == (3, 3)
+
+    async def test_the_appends_share_one_transaction(self, deps: Deps) -> None:
+        tenant_id = await new_tenant(deps)
+        first, second = uuid7(), uuid7()
+        meta = Metadata(tenant_id=tenant_id, actor=Actor.system("t"), correlation_id=uuid7())
+        streams = [model.stream_id(first), model.stream_id(second)]
+        with tenant_scope(tenant_id):
+            await deps.scoped.store.append_together(
+                [(streams[0], _opened(first), 0), (streams[1], _opened(second), 0)],
+                metadata=meta,
+            )
+        async with deps.engine.connect() as conn:
+            transactions = await conn.scalar(
+                text(
+                    "SELECT count(DISTINCT tx_id::text) FROM eventstore.events"
+                    " WHERE stream_id = ANY(:s)"
+                ),
+                {"s": streams},
+            )
+        assert transactions == 1
+
+    async def test_without_the_tenant_nothing_is_written(self, deps: Deps) -> None:
+        tenant_id = await new_tenant(deps)
+        cid = uuid7()
+        meta = Metadata(tenant_id=tenant_id, actor=Actor.system("t"), correlation_id=uuid7())
+        with pytest.raises(pg_errors.InsufficientPrivilege):
+            await deps.scoped.store.append_together(
+                [(model.stream_id(cid), _opened(cid), 0)], metadata=meta
+            )
+        assert await _count(deps, model.stream_id(cid)) == (0, 0)
