@@ -48,8 +48,14 @@ class ConversationLocks:
         self._conns: list[psycopg.AsyncConnection[Any] | None] = [None] * connections
         self._connecting = [asyncio.Lock() for _ in range(connections)]
 
+    async def connect(self) -> None:
+        """Open every connection now (a process's start-up) rather than on first use."""
+        await asyncio.gather(*(self._connect(index) for index in range(len(self._conns))))
+
     async def _connection(self, conversation_id: uuid.UUID) -> psycopg.AsyncConnection[Any]:
-        index = _key(conversation_id) % len(self._conns)
+        return await self._connect(_key(conversation_id) % len(self._conns))
+
+    async def _connect(self, index: int) -> psycopg.AsyncConnection[Any]:
         conn = self._conns[index]
         if conn is not None and not conn.closed:
             return conn

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import aio_pika
 import msgspec
+import psycopg
 import structlog
 from aio_pika.abc import AbstractConnection
 from aio_pika.exceptions import AMQPError, ChannelNotFoundEntity
@@ -53,7 +54,7 @@ async def run_consumers(
     for runner, topo in zip(runners, topologies, strict=True):
         subscribe(broker, runner, topo)
     try:
-        await _warm(deps)
+        await _warm(deps, orchestrator)
         if await _start(broker, topologies, runners, stop):
             # What exists once consuming (the broker's machinery, the orchestrator) lives as
             # long as the process, as `metachat run` does with what `build` made.
@@ -72,13 +73,18 @@ async def run_consumers(
         log.info("consumers_stopped")
 
 
-async def _warm(deps: Deps) -> None:
-    """Open the call pool's connections before the first message, not while answering it.
+async def _warm(deps: Deps, orchestrator: Orchestrator | None) -> None:
+    """Open the connections replies use before the first message, not while answering it.
 
-    Every reaction's tracking and reads run on it; grown on demand, its connections were opened
-    (a backend start each) while the first second's messages waited for them (measured at
-    100 messages/s: that second's median reply 2-5 times the others').
+    The call pool (every reaction's tracking and reads) and the reply locks' connections were
+    opened on demand, a backend start each, while the first second's messages waited for them
+    (measured at 100 messages/s: that second's median reply 2-5 times the others').
     """
+    if orchestrator is not None:
+        try:
+            await orchestrator.locks.connect()
+        except (psycopg.OperationalError, OSError) as exc:  # then on first use, as before
+            log.warning("consumers_locks_not_connected", error=repr(exc))
     calls = deps.store.calls
     if calls is None or calls.max_size <= calls.min_size:
         return
