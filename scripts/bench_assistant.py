@@ -15,10 +15,13 @@ in one append, the conversation staying with the assistant.
 A writer process posts customer messages through the conversations use case at
 `--assistant-rate` per second for `--assistant-seconds`, open loop, round-robin over
 `--assistant-conversations`; a sink process consumes a queue bound to the exchange with
-`*.conversations.message_posted`. Measured per message (bench_assistant_report.py says
-exactly what each timestamp is): commit → on the broker (the backbone's commit-to-broker
-latency, bench_latency.py's definition, on these very messages), commit → reply committed,
-and commit → reply on the broker. "The pipeline adds" is the difference of the percentiles
+`*.conversations.message_posted`. First, unmeasured, the writer posts at the same rate for
+`--assistant-warmup-seconds` (3) to 100 other conversations, and every one is answered: the
+roles' first second (connections opened, caches filled, code run for the first time) is behind
+them when measuring starts, as for a deployed role. Measured per message
+(bench_assistant_report.py says exactly what each timestamp is): commit → on the broker (the
+backbone's commit-to-broker latency, bench_latency.py's definition, on these very messages),
+commit → reply committed, and commit → reply on the broker. "The pipeline adds" is the difference of the percentiles
 of the second and the first; the target is p99 < 50 ms at 100 messages/s, every message
 answered exactly once. The last line is one JSON object. The database and every broker
 object of the run are deleted at the end.
@@ -40,16 +43,16 @@ from typing import Any
 
 import aio_pika
 import psycopg
-from bench_api_cpu import machine_busy_seconds as busy_seconds  # scripts/ is on sys.path
-from bench_api_cpu import postmaster_pid, process_seconds
+from bench_api_cpu import postmaster_pid  # scripts/ is on sys.path
 from bench_api_setup import BENCH_DIR, SCRIPTS, TAG, Server, cli, say, server_env
-from bench_assistant_report import Observed, figures, read_log, show
+from bench_assistant_report import Observed, distribution, figures, read_log, show
 from bench_assistant_watch import (
     Sessions,
     beam_pids,
     counters,
     cpu,
     cpu_per_message,
+    drain,
     finish,
     profile,
     show_sessions,
@@ -70,6 +73,7 @@ from metachat.tenants.commands import AssistantSettings
 from metachat.worker.consumers_role import CONSUMERS
 
 TARGET_ADDED_P99_MS = 50.0
+WARM_UP_CONVERSATIONS = 100
 ROUTING = "*.conversations.message_posted"
 
 
@@ -186,32 +190,6 @@ async def child(
     return proc, asyncio.create_task(read())
 
 
-async def drain(
-    obs: Observed, writer: asyncio.subprocess.Process, limit: float, consumers: int
-) -> None:
-    """Print progress (with the CPU share of the consumers process and of the machine in the
-    last second) until the writer is done and every message is answered, or `limit` s
-    passed since the writer ended."""
-    ended: float | None = None
-    last = (time.perf_counter(), process_seconds(consumers), busy_seconds())
-    while True:
-        await asyncio.sleep(1.0)
-        now = (time.perf_counter(), process_seconds(consumers), busy_seconds())
-        wall = max(1e-9, now[0] - last[0])
-        shares = (now[1] - last[1]) / wall, (now[2] - last[2]) / wall / (os.cpu_count() or 1)
-        last = now
-        answered = sum(1 for m in obs.committed if m in obs.answered)
-        say(
-            f"committed {len(obs.committed):>6}, on the broker {len(obs.customer):>6}, "
-            f"replies {len(obs.replies):>6}, messages answered {answered:>6}; consumers "
-            f"process {shares[0]:4.0%} of a core, machine {shares[1]:4.0%}"
-        )
-        if writer.returncode is not None:
-            ended = ended or time.monotonic()
-            if answered == len(obs.committed) or time.monotonic() - ended > limit:
-                return
-
-
 async def measure(
     env: dict[str, str], args: argparse.Namespace, started: list[Server], run: dict[str, Any]
 ) -> dict[str, Any]:
@@ -252,6 +230,7 @@ async def _measure(
         if sink.returncode is not None:
             raise RuntimeError("the sink exited before consuming")
         await asyncio.sleep(0.05)
+    warm = await _warm_up(env, args, run, obs, consumers) if run["warm_up"] else None
     job = {
         "tenant_id": run["tenant_id"],
         "conversations": run["conversations"],
@@ -309,7 +288,44 @@ async def _measure(
     }
     if summary is not None:
         fig["profile_consumers"] = summary
-    return fig
+    return fig | {"warm_up": warm}
+
+
+async def _warm_up(
+    env: dict[str, str],
+    args: argparse.Namespace,
+    run: dict[str, Any],
+    obs: Observed,
+    consumers: Server,
+) -> dict[str, Any]:
+    """Post at the same rate to conversations of their own, unmeasured, until all are answered.
+
+    The processes' first second (connections, caches, every code path's first run) is then
+    behind them, as it is for a deployed role; what the warm-up saw is printed apart.
+    """
+    job = {"tenant_id": run["tenant_id"], "conversations": run["warm_up"], "workers": 8}
+    job |= {"rate": args.assistant_rate, "seconds": args.assistant_warmup_seconds}
+    print(f"warming up: {args.assistant_warmup_seconds:g} s at the same rate, not measured")
+    writer, reader = await child("writer", job | {"start_at": time.time() + 0.5}, env, obs)
+    await asyncio.gather(
+        drain(obs, writer, args.assistant_drain, consumers.proc.pid), writer.wait(), reader
+    )
+    if writer.returncode != 0:
+        raise RuntimeError(f"the warm-up writer failed (exit code {writer.returncode})")
+    await asyncio.sleep(1.0)  # the last replies' trip to the sink
+    on_broker = distribution(
+        [
+            r.received - obs.committed[m][0]
+            for m, [r, *_] in obs.answered.items()
+            if m in obs.committed
+        ]
+    )
+    say(
+        f"warm-up: {len(obs.committed)} messages, commit → reply on the broker p50 "
+        f"{on_broker['p50_ms']:.1f} ms, p99 {on_broker['p99_ms']:.1f} ms"
+    )
+    obs.forget_messages()
+    return on_broker
 
 
 def warnings(log: Path) -> int:
@@ -401,15 +417,18 @@ async def main(args: argparse.Namespace) -> None:
         cleanup.append(lambda: delete_broker_objects(settings, sink_queue))
         await declare_sink(settings, sink_queue)
         count = args.assistant_conversations
+        warming = WARM_UP_CONVERSATIONS if args.assistant_warmup_seconds > 0 else 0
         deps = await build(settings, database_url=url)
         try:
-            tenant_id, conversations = await set_up(deps, args, count)
+            tenant_id, opened = await set_up(deps, args, count + warming)
         finally:
             await deps.close()
+        conversations, warm_up = opened[:count], opened[count:]
         say(f"database {name} migrated; exchange {settings.amqp.exchange}")
         run = {
             "tenant_id": tenant_id,
             "conversations": conversations,
+            "warm_up": warm_up,
             "sink_queue": sink_queue,
             "postmaster": postmaster_pid(data_directory),
         }
@@ -455,6 +474,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--assistant-conversations", type=int, default=500, help="conversations posted to"
+    )
+    parser.add_argument(
+        "--assistant-warmup-seconds",
+        type=float,
+        default=3.0,
+        help="posting first, unmeasured, to 100 other conversations (0: none)",
     )
     parser.add_argument(
         "--assistant-drain",

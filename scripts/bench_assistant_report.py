@@ -59,6 +59,14 @@ class Observed:
     notes: list[str] = field(default_factory=list)
     seen: set[str] = field(default_factory=set)
 
+    def forget_messages(self) -> None:
+        """Forget the messages so far (a warm-up's), keeping the sink's notes and seen events."""
+        self.committed.clear()
+        self.customer.clear()
+        self.replies.clear()
+        self.answered.clear()
+        self.notes[:] = [note for note in self.notes if note.startswith("consuming")]
+
     def take(self, line: str) -> None:
         """Record one line of the writer's or the sink's output."""
         parts = line.split()

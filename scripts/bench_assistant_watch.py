@@ -12,6 +12,8 @@ from typing import Any
 import psycopg
 from bench_api_cpu import machine_busy_seconds as busy_seconds
 from bench_api_cpu import process_seconds, py_spy, summarize_profile, tree_seconds
+from bench_api_setup import say
+from bench_assistant_report import Observed
 
 _COUNTERS = (
     "SELECT xact_commit, xact_rollback, sessions FROM pg_stat_database "
@@ -164,3 +166,29 @@ async def finish(spy: tuple[asyncio.subprocess.Process, Path]) -> dict[str, Any]
     for function, share in summary["under_function"].items():
         print(f"    {share:6.1%}  {function}")
     return summary
+
+
+async def drain(
+    obs: Observed, writer: asyncio.subprocess.Process, limit: float, consumers: int
+) -> None:
+    """Print progress (with the CPU share of the consumers process and of the machine in the
+    last second) until the writer is done and every message is answered, or `limit` s
+    passed since the writer ended."""
+    ended: float | None = None
+    last = (time.perf_counter(), process_seconds(consumers), busy_seconds())
+    while True:
+        await asyncio.sleep(1.0)
+        now = (time.perf_counter(), process_seconds(consumers), busy_seconds())
+        wall = max(1e-9, now[0] - last[0])
+        shares = (now[1] - last[1]) / wall, (now[2] - last[2]) / wall / (os.cpu_count() or 1)
+        last = now
+        answered = sum(1 for m in obs.committed if m in obs.answered)
+        say(
+            f"committed {len(obs.committed):>6}, on the broker {len(obs.customer):>6}, "
+            f"replies {len(obs.replies):>6}, messages answered {answered:>6}; consumers "
+            f"process {shares[0]:4.0%} of a core, machine {shares[1]:4.0%}"
+        )
+        if writer.returncode is not None:
+            ended = ended or time.monotonic()
+            if answered == len(obs.committed) or time.monotonic() - ended > limit:
+                return
