@@ -21,10 +21,10 @@ roles' first second (connections opened, caches filled, code run for the first t
 them when measuring starts, as for a deployed role. Measured per message
 (bench_assistant_report.py says exactly what each timestamp is): commit → on the broker (the
 backbone's commit-to-broker latency, bench_latency.py's definition, on these very messages),
-commit → reply committed, and commit → reply on the broker. "The pipeline adds" is the difference of the percentiles
-of the second and the first; the target is p99 < 50 ms at 100 messages/s, every message
-answered exactly once. The last line is one JSON object. The database and every broker
-object of the run are deleted at the end.
+commit → reply committed, and commit → reply on the broker. "The pipeline adds" is the
+difference of the percentiles of the second and the first; the target is p99 < 50 ms at 100
+messages/s, every message answered exactly once. The last line is one JSON object. The
+database and every broker object of the run are deleted at the end.
 
     uv run --frozen python scripts/bench_assistant.py --assistant-rate 100 --assistant-seconds 15
 """
