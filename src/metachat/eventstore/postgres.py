@@ -317,15 +317,13 @@ class PostgresEventStore:
         tenant = current_tenant()
         scope = str(tenant) if tenant is not None else None
         batch = batch_parameter([params | {"scope": scope} for params, _ in prepared])
-        conflict = self._conflict(", ".join(s for s, _, _ in todo), todo[0][2])
         async with self.autocommit() as driver:
             try:
                 rows = await call(driver, _APPEND_ALL, {"batch": batch})
-            except pg_errors.UniqueViolation as exc:
-                raise conflict from exc
             except psycopg.Error as exc:
-                if exc.sqlstate == MOVED_SQLSTATE:  # a stream had moved on: nothing written
-                    raise conflict from exc
+                # A concurrent writer's row, or a stream that had moved on: nothing written.
+                if isinstance(exc, pg_errors.UniqueViolation) or exc.sqlstate == MOVED_SQLSTATE:
+                    raise self._conflict(", ".join(s for s, _, _ in todo), todo[0][2]) from exc
                 raise
         positions: list[list[int]] = [[] for _ in todo]
         for row in rows:

@@ -9,8 +9,9 @@ once, as before.
 """
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import TypeVar
 
 from metachat.eventstore.batches import Batcher
 from metachat.eventstore.driver import Driver, call
@@ -35,21 +36,9 @@ class ReactionTracking:
     ) -> None:
         self._consumer = consumer
         self._connection = connection
-        self._checks: Batcher[uuid.UUID, bool] = Batcher(
-            apply_batch=self._seen_all,
-            apply_one=self._seen_one,
-            size=256,
-            linger=0.0,
-            name=f"{consumer}.tracked",
-            single_alone=True,
-        )
-        self._rows: Batcher[tuple[uuid.UUID, int], None] = Batcher(
-            apply_batch=self._track_all,
-            apply_one=self._track_one,
-            size=256,
-            linger=0.0,
-            name=f"{consumer}.tracking",
-            single_alone=True,
+        self._checks: Batcher[uuid.UUID, bool] = _gathering(self._seen_all, f"{consumer}.tracked")
+        self._rows: Batcher[tuple[uuid.UUID, int], None] = _gathering(
+            self._track_all, f"{consumer}.tracking"
         )
 
     async def seen(self, event_id: uuid.UUID) -> bool:
@@ -66,10 +55,6 @@ class ReactionTracking:
             found = {row.event_id for row in await call(driver, _TRACKED, params)}
         return [event_id in found for event_id in event_ids]
 
-    async def _seen_one(self, event_id: uuid.UUID) -> bool:
-        (seen,) = await self._seen_all([event_id])
-        return seen
-
     async def _track_all(self, rows: Sequence[tuple[uuid.UUID, int]]) -> list[None]:
         params = {
             "consumer": self._consumer,
@@ -80,5 +65,25 @@ class ReactionTracking:
             await call(driver, _TRACK, params)
         return [None for _ in rows]
 
-    async def _track_one(self, row: tuple[uuid.UUID, int]) -> None:
-        await self._track_all([row])
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+def _gathering(
+    apply_all: Callable[[Sequence[Item]], Awaitable[list[Result]]], name: str
+) -> Batcher[Item, Result]:
+    """A batcher with no linger whose lone item goes out alone, as one statement of its own."""
+
+    async def apply_one(item: Item) -> Result:
+        (result,) = await apply_all([item])
+        return result
+
+    return Batcher(
+        apply_batch=apply_all,
+        apply_one=apply_one,
+        size=256,
+        linger=0.0,
+        name=name,
+        single_alone=True,
+    )
