@@ -1,7 +1,8 @@
 """Assistant benchmark (issue 4): customer message committed → reply committed, at a fixed rate.
 
-The relay and the consumers role run as deployed, `python -m metachat run --role relay` and
-`... --role consumers` (METACHAT_ENV=production, JSON logs at INFO), on a database made for
+The relay, the consumers role and the projector run as deployed, `python -m metachat run
+--role relay`, `... --role consumers` and `... --role projector` (the last one left out with
+`--no-assistant-projector`; METACHAT_ENV=production, JSON logs at INFO), on a database made for
 this run and migrated with `metachat db upgrade`, with their own exchange and queue prefix
 (METACHAT_AMQP__EXCHANGE, METACHAT_AMQP__QUEUE_PREFIX). The tenant comes from `metachat
 tenants create`; its assistant is configured through the public settings only
@@ -31,6 +32,7 @@ database and every broker object of the run are deleted at the end.
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import re
@@ -45,7 +47,7 @@ import aio_pika
 import psycopg
 from bench_api_cpu import postmaster_pid  # scripts/ is on sys.path
 from bench_api_setup import BENCH_DIR, SCRIPTS, TAG, Server, cli, say, server_env
-from bench_assistant_report import Observed, distribution, figures, read_log, show
+from bench_assistant_report import Observed, distribution, figures, read_logs, show
 from bench_assistant_watch import (
     Sessions,
     beam_pids,
@@ -150,19 +152,46 @@ def logged(server: Server, event: str) -> Callable[[], bool]:
     return lambda: line.search(server.log.read_text(errors="replace")) is not None
 
 
-async def start_roles(env: dict[str, str], started: list[Server]) -> tuple[Server, Server]:
-    """The relay, then the consumers role, each as `python -m metachat run --role ...`."""
-    roles = []
-    for role in ("relay", "consumers"):
+READY = {
+    "relay": "relay_leading",
+    "consumers": "consumers_started",
+    "projector": "projector_started",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Roles:
+    """The product's processes of a run: consumers processes compete for the same queues."""
+
+    relay: Server
+    consumers: list[Server]
+    projector: Server | None
+
+    @property
+    def all(self) -> list[Server]:
+        return [self.relay, *self.consumers, *([self.projector] if self.projector else [])]
+
+    def pids(self) -> dict[str, int]:
+        return {server.name.replace("-", "_"): server.proc.pid for server in self.all}
+
+
+async def start_roles(
+    env: dict[str, str], started: list[Server], *, consumers: int, projector: bool
+) -> Roles:
+    """The relay, the consumers role (`consumers` processes) and the projector, each
+    `python -m metachat run --role ...`."""
+    names = ["relay", "consumers", *[f"consumers-{n}" for n in range(2, consumers + 1)]]
+    servers = []
+    for name in [*names, *(["projector"] if projector else [])]:
+        role = name.split("-")[0]
         command = [sys.executable, "-m", "metachat", "run", "--role", role]
         # libpq names each process's sessions in pg_stat_activity (`application_name`).
-        server = Server(role, command, env | {"PGAPPNAME": role}, 0)
+        server = Server(name, command, env | {"PGAPPNAME": name}, 0)
         started.append(server)
-        ready = "relay_leading" if role == "relay" else "consumers_started"
-        await wait_for(logged(server, ready), ready, server, 60.0)
-        roles.append(server)
-    say(f"relay pid {roles[0].proc.pid} leading; consumers pid {roles[1].proc.pid} consuming")
-    return roles[0], roles[1]
+        await wait_for(logged(server, READY[role]), READY[role], server, 60.0)
+        servers.append(server)
+    say(", ".join(f"{server.name} pid {server.proc.pid}" for server in servers) + ": started")
+    return Roles(servers[0], servers[1 : len(names)], servers[-1] if projector else None)
 
 
 async def child(
@@ -194,7 +223,9 @@ async def measure(
     env: dict[str, str], args: argparse.Namespace, started: list[Server], run: dict[str, Any]
 ) -> dict[str, Any]:
     """Start the roles, the sink and the writer; wait for the replies; return the figures."""
-    relay, consumers = await start_roles(env, started)
+    roles = await start_roles(
+        env, started, consumers=args.assistant_consumers, projector=args.assistant_projector
+    )
     obs = Observed()
     sink, sink_reader = await child("sink", {"queue": run["sink_queue"]}, env, obs)
     children = [sink]
@@ -203,7 +234,7 @@ async def measure(
             env,
             args,
             run,
-            roles=(relay, consumers),
+            roles=roles,
             obs=obs,
             children=children,
             sink_reader=sink_reader,
@@ -220,12 +251,12 @@ async def _measure(
     args: argparse.Namespace,
     run: dict[str, Any],
     *,
-    roles: tuple[Server, Server],
+    roles: Roles,
     obs: Observed,
     children: list[asyncio.subprocess.Process],
     sink_reader: asyncio.Task[None],
 ) -> dict[str, Any]:
-    (relay, consumers), sink = roles, children[0]
+    relay, consumers, sink = roles.relay, roles.consumers[0], children[0]
     while not obs.notes:
         if sink.returncode is not None:
             raise RuntimeError("the sink exited before consuming")
@@ -246,7 +277,7 @@ async def _measure(
     )
     writer, writer_reader = await child("writer", job, env, obs)
     children.append(writer)
-    pids = {"consumers": consumers.proc.pid, "relay": relay.proc.pid, "sink": sink.pid}
+    pids = roles.pids() | {"sink": sink.pid}
     pids |= {"rabbitmq": beam for beam in beam_pids()}  # noqa: B035 - one VM at most
     await asyncio.sleep(max(0.0, job["start_at"] - time.time()))
     url = env["METACHAT_DATABASE_URL"]
@@ -268,11 +299,11 @@ async def _measure(
     sink.terminate()
     await sink.wait()
     await sink_reader
-    for server in (consumers, relay):
+    for server in roles.all:
         if server.proc.poll() is not None:
             raise RuntimeError(f"{server.name} exited during the run:\n{server.tail()}")
         server.stop()
-    delivered, notable = read_log(consumers.log)
+    delivered, notable = read_logs([server.log for server in roles.consumers])
     fig = figures(obs, delivered)
     notes = dict(n.split(" ", 1) for n in obs.notes if " " in n)
     xacts = [b - a for a, b in zip(counted, await counters(url), strict=True)]
@@ -492,6 +523,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
         type=int,
         default=10_000,
         help="the tenant's model call limit (its default is 120; the most it can be, 10,000)",
+    )
+    parser.add_argument(
+        "--assistant-consumers",
+        type=int,
+        default=1,
+        help="consumers role processes (competing consumers of the same queues)",
+    )
+    parser.add_argument(
+        "--assistant-projector",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also run the projector role (the read models), as a whole deployment does",
     )
     parser.add_argument(
         "--assistant-profile",

@@ -121,6 +121,19 @@ def read_log(path: Path) -> tuple[dict[str, tuple[float, str]], Counter[str]]:
     return delivered, notable
 
 
+def read_logs(paths: list[Path]) -> tuple[dict[str, tuple[float, str]], Counter[str]]:
+    """`read_log` of several consumers processes, merged."""
+    delivered: dict[str, tuple[float, str]] = {}
+    notable: Counter[str] = Counter()
+    for path in paths:
+        theirs, counted = read_log(path)
+        twice = delivered.keys() & theirs.keys()
+        notable["replies delivered by two processes"] += len(twice)
+        delivered |= theirs
+        notable += counted
+    return delivered, +notable
+
+
 def figures(obs: Observed, delivered: dict[str, tuple[float, str]]) -> dict[str, Any]:
     """The distributions and the outcome counts of one run."""
     to_broker, to_reply, reply_on_broker, after_sink = [], [], [], []
