@@ -277,7 +277,7 @@ async def _measure(
     )
     writer, writer_reader = await child("writer", job, env, obs)
     children.append(writer)
-    pids = roles.pids() | {"sink": sink.pid}
+    pids = roles.pids() | {"sink": sink.pid, "driver": os.getpid()}  # driver: this script
     pids |= {"rabbitmq": beam for beam in beam_pids()}  # noqa: B035 - one VM at most
     await asyncio.sleep(max(0.0, job["start_at"] - time.time()))
     url = env["METACHAT_DATABASE_URL"]

@@ -42,8 +42,15 @@ def cpu(pids: dict[str, int], postmaster: int | None) -> dict[str, float]:
     """CPU seconds so far of each named process, of PostgreSQL and of the whole machine."""
     seconds = {name: process_seconds(pid) for name, pid in pids.items()}
     seconds["postgres"] = tree_seconds(postmaster) if postmaster else 0.0
+    seconds["steal"] = steal_seconds()  # time the hypervisor ran something else
     seconds["machine"], seconds["at"] = busy_seconds(), time.perf_counter()
     return seconds
+
+
+def steal_seconds() -> float:
+    """The machine's steal time so far (/proc/stat), which `busy_seconds` counts as busy."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()
+    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
 def cpu_per_message(
