@@ -7,7 +7,8 @@ machine's realtime clock, the clock every other timestamp of the benchmark is re
 - `writer`: posts customer messages through the conversations use case `post_message` (what
   the API does after authentication) at a fixed rate, open loop (message *i* is due at
   *start + i/rate*), round-robin over the given conversations. Per message, right after its
-  transaction committed: `c <message id> <commit time> <occurred_at> <slot>`; at the end
+  transaction committed: `c <message id> <commit time> <occurred_at> <slot>`; when posting
+  starts, `# started <time>`; at the end
   `# rate <achieved rate>`, `# cpu <CPU seconds spent posting>` and `# conflicts <appends
   refused by optimistic concurrency>` (each is retried on a fresh read).
 - `sink`: consumes a queue bound to the exchange with `*.conversations.message_posted`. Per
@@ -100,6 +101,7 @@ async def write(job: dict[str, Any]) -> None:
     rate, total = float(job["rate"]), round(float(job["rate"]) * float(job["seconds"]))
     await asyncio.sleep(max(0.0, float(job["start_at"]) - time.time()))
     start, cpu = time.perf_counter(), _cpu_seconds()
+    print(f"# started {time.time():.6f}", flush=True)  # late when its start-up took longer
     for slot in range(total):
         await asyncio.sleep(max(0.0, start + slot / rate - time.perf_counter()))
         due.put_nowait(slot)
