@@ -61,10 +61,21 @@ def tree_seconds(root: int) -> float:
     return total
 
 
+def _machine_ticks() -> list[int]:
+    """/proc/stat's first line: user, nice, system, idle, iowait, irq, softirq, steal, ..."""
+    return [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+
+
 def machine_busy_seconds() -> float:
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    values = _machine_ticks()
     idle = values[3] + values[4]  # idle + iowait
     return (sum(values[:8]) - idle) / TICK
+
+
+def machine_steal_seconds() -> float:
+    """Time the hypervisor ran something else (counted as busy by `machine_busy_seconds`)."""
+    values = _machine_ticks()
+    return values[7] / TICK if len(values) > 7 else 0.0
 
 
 def postmaster_pid(data_directory: str | None) -> int | None:

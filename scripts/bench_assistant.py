@@ -1,8 +1,8 @@
 """Assistant benchmark (issue 4): customer message committed → reply committed, at a fixed rate.
 
-The relay, the consumers role and the projector run as deployed, `python -m metachat run
---role relay`, `... --role consumers` and `... --role projector` (the last one left out with
-`--no-assistant-projector`; METACHAT_ENV=production, JSON logs at INFO), on a database made for
+The relay and the consumers role run as deployed, `python -m metachat run --role relay` and
+`... --role consumers` (`--assistant-consumers N` processes of it; `--assistant-projector` adds
+`... --role projector`; METACHAT_ENV=production, JSON logs at INFO), on a database made for
 this run and migrated with `metachat db upgrade`, with their own exchange and queue prefix
 (METACHAT_AMQP__EXCHANGE, METACHAT_AMQP__QUEUE_PREFIX). The tenant comes from `metachat
 tenants create`; its assistant is configured through the public settings only

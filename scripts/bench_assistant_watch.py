@@ -11,7 +11,13 @@ from typing import Any
 
 import psycopg
 from bench_api_cpu import machine_busy_seconds as busy_seconds
-from bench_api_cpu import process_seconds, py_spy, summarize_profile, tree_seconds
+from bench_api_cpu import (
+    machine_steal_seconds,
+    process_seconds,
+    py_spy,
+    summarize_profile,
+    tree_seconds,
+)
 from bench_api_setup import say
 from bench_assistant_report import Observed
 
@@ -42,15 +48,9 @@ def cpu(pids: dict[str, int], postmaster: int | None) -> dict[str, float]:
     """CPU seconds so far of each named process, of PostgreSQL and of the whole machine."""
     seconds = {name: process_seconds(pid) for name, pid in pids.items()}
     seconds["postgres"] = tree_seconds(postmaster) if postmaster else 0.0
-    seconds["steal"] = steal_seconds()  # time the hypervisor ran something else
+    seconds["steal"] = machine_steal_seconds()
     seconds["machine"], seconds["at"] = busy_seconds(), time.perf_counter()
     return seconds
-
-
-def steal_seconds() -> float:
-    """The machine's steal time so far (/proc/stat), which `busy_seconds` counts as busy."""
-    fields = Path("/proc/stat").read_text().splitlines()[0].split()
-    return int(fields[8]) / os.sysconf("SC_CLK_TCK") if len(fields) > 8 else 0.0
 
 
 def cpu_per_message(
